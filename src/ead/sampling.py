@@ -1,0 +1,235 @@
+"""Sampling with a per-position temperature in Hugging Face ``generate``.
+
+``generate`` runs with temperature 1 and no top-k/top-p of its own; our
+:class:`EADLogitsProcessor` is the last processor. At each step it divides
+the logits by ``tau_t`` (from the one :class:`~ead.schedules.Schedule`), applies
+top-k/top-p itself, and returns the log-softmax of exactly the distribution the
+next token is drawn from. It keeps that ``(B, V)`` log-softmax for one step
+only: at the next call it gathers the log-prob of the token just sampled (the
+last column of ``input_ids``). Memory is therefore O(B * T) for the captured
+behaviour log-probs plus one ``(B, V)`` slab, never ``(B, T, V)``.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+from ead.schedules import Schedule
+
+__all__ = ["EADLogitsProcessor", "Rollouts", "apply_top_k_top_p", "sample"]
+
+
+def apply_top_k_top_p(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Set logits outside the top-k / nucleus(top-p) set to -inf. ``(B, V)`` in, ``(B, V)`` out."""
+    if top_k is not None and 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=True)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        # Drop a token when the mass *before* it already reaches top_p (the first token is always kept).
+        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
+        drop = drop_sorted.scatter(-1, sorted_idx, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+class EADLogitsProcessor(LogitsProcessor):
+    """Tempers each step's logits by the schedule and records behaviour log-probs.
+
+    ``t = input_ids.shape[-1] - prompt_width``: every row of one ``generate`` call
+    sits at the same response position (prompts are left-padded to one width).
+    """
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        step: int,
+        prompt_width: int,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self.step = step
+        self.prompt_width = prompt_width
+        self.top_k = top_k
+        self.top_p = top_p
+        self._last_log_probs: torch.Tensor | None = None  # (B, V), the distribution of the previous step
+        self.behaviour_logprobs: list[torch.Tensor] = []  # T tensors of shape (B,)
+        self.temperatures: list[torch.Tensor] = []  # T tensors of shape (B,)
+
+    def _record_sampled(self, sampled_ids: torch.Tensor) -> None:
+        if self._last_log_probs is not None:
+            picked = self._last_log_probs.gather(-1, sampled_ids.view(-1, 1)).squeeze(-1)  # (B,)
+            self.behaviour_logprobs.append(picked)
+            self._last_log_probs = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        position = input_ids.shape[-1] - self.prompt_width
+        if position > 0:
+            self._record_sampled(input_ids[:, -1])
+        positions = torch.full((scores.shape[0],), position, device=scores.device)
+        tau = self.schedule.temperatures(positions, self.step)  # (B,) float32
+        tempered = scores.float() / tau.unsqueeze(-1)  # (B, V)
+        tempered = apply_top_k_top_p(tempered, self.top_k, self.top_p)
+        log_probs = torch.log_softmax(tempered, dim=-1)
+        self._last_log_probs = log_probs
+        self.temperatures.append(tau)
+        return log_probs
+
+    def finish(self, sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gather the final token's log-prob; return ``(behaviour_logprobs, temperatures)``, each ``(B, T)``."""
+        self._record_sampled(sequences[:, -1])
+        return torch.stack(self.behaviour_logprobs, dim=1), torch.stack(self.temperatures, dim=1)
+
+
+@dataclass
+class Rollouts:
+    """A batch of sampled responses with everything the update needs. Rows follow the prompt order."""
+
+    prompt_ids: torch.Tensor  # (B, P) left-padded
+    prompt_mask: torch.Tensor  # (B, P)
+    response_ids: torch.Tensor  # (B, T) right-padded with pad_token_id after EOS
+    response_mask: torch.Tensor  # (B, T) 1 up to and including EOS
+    behaviour_logprobs: torch.Tensor  # (B, T) float32 log mu(y_t), 0 on padding
+    temperatures: torch.Tensor  # (B, T) float32 tau_t actually used, 0 on padding
+    texts: list[str]  # decoded responses, special tokens removed
+    finished: torch.Tensor  # (B,) bool: ended with EOS within the length budget
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(dim=1)
+
+    def select(self, rows: torch.Tensor | list[int]) -> "Rollouts":
+        """The rows ``rows``, in that order."""
+        index = torch.as_tensor(rows, dtype=torch.long)
+        return Rollouts(
+            prompt_ids=self.prompt_ids[index],
+            prompt_mask=self.prompt_mask[index],
+            response_ids=self.response_ids[index],
+            response_mask=self.response_mask[index],
+            behaviour_logprobs=self.behaviour_logprobs[index],
+            temperatures=self.temperatures[index],
+            texts=[self.texts[i] for i in index.tolist()],
+            finished=self.finished[index],
+        )
+
+
+def _response_mask(response_ids: torch.Tensor, eos_token_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1 for tokens up to and including the first EOS; whether each row hit EOS."""
+    is_eos = torch.isin(response_ids, torch.tensor(eos_token_ids, device=response_ids.device))  # (B, T)
+    eos_seen_before = (is_eos.long().cumsum(dim=1) - is_eos.long()) > 0
+    return (~eos_seen_before).long(), is_eos.any(dim=1)
+
+
+def _pad_to(tensor: torch.Tensor, width: int, value: float) -> torch.Tensor:
+    if tensor.shape[1] == width:
+        return tensor
+    pad = torch.full((tensor.shape[0], width - tensor.shape[1]), value, dtype=tensor.dtype, device=tensor.device)
+    return torch.cat([tensor, pad], dim=1)
+
+
+@torch.no_grad()
+def _sample_chunk(model, tokenizer, prompts, schedule, step, max_new_tokens, top_k, top_p) -> Rollouts:
+    device = next(model.parameters()).device
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    prompt_ids = encoded["input_ids"].to(device)  # (B, P)
+    prompt_mask = encoded["attention_mask"].to(device)
+    processor = EADLogitsProcessor(schedule, step, prompt_ids.shape[1], top_k=top_k, top_p=top_p)
+    eos_ids = tokenizer.eos_token_id if isinstance(tokenizer.eos_token_id, list) else [tokenizer.eos_token_id]
+    # An explicit config: the model's own generation_config (a Hub model's top_k=20, say)
+    # must not add warpers after ours, or mu would not be the distribution we record.
+    generation_config = GenerationConfig(
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=eos_ids,
+    )
+    sequences = model.generate(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        generation_config=generation_config,
+        logits_processor=LogitsProcessorList([processor]),
+    )
+    response_ids = sequences[:, prompt_ids.shape[1] :]  # (B, T)
+    behaviour_logprobs, temperatures = processor.finish(sequences)
+    response_mask, finished = _response_mask(response_ids, eos_ids)
+    texts = tokenizer.batch_decode(response_ids * response_mask + tokenizer.pad_token_id * (1 - response_mask), skip_special_tokens=True)
+    return Rollouts(
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        response_ids=response_ids,
+        response_mask=response_mask,
+        behaviour_logprobs=behaviour_logprobs * response_mask,
+        temperatures=temperatures * response_mask,
+        texts=texts,
+        finished=finished,
+    )
+
+
+def _concat(chunks: list[Rollouts], pad_token_id: int) -> Rollouts:
+    prompt_width = max(c.prompt_ids.shape[1] for c in chunks)
+    response_width = max(c.response_ids.shape[1] for c in chunks)
+
+    def left_pad(t: torch.Tensor, value: float) -> torch.Tensor:
+        return _pad_to(t.flip(1), prompt_width, value).flip(1)
+
+    return Rollouts(
+        prompt_ids=torch.cat([left_pad(c.prompt_ids, pad_token_id) for c in chunks]),
+        prompt_mask=torch.cat([left_pad(c.prompt_mask, 0) for c in chunks]),
+        response_ids=torch.cat([_pad_to(c.response_ids, response_width, pad_token_id) for c in chunks]),
+        response_mask=torch.cat([_pad_to(c.response_mask, response_width, 0) for c in chunks]),
+        behaviour_logprobs=torch.cat([_pad_to(c.behaviour_logprobs, response_width, 0.0) for c in chunks]),
+        temperatures=torch.cat([_pad_to(c.temperatures, response_width, 0.0) for c in chunks]),
+        texts=[text for c in chunks for text in c.texts],
+        finished=torch.cat([c.finished for c in chunks]),
+    )
+
+
+def sample(
+    model,
+    tokenizer,
+    prompts: list[str],
+    schedule: Schedule,
+    step: int = 0,
+    max_new_tokens: int = 64,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    batch_size: int = 256,
+    seed: int | None = None,
+) -> Rollouts:
+    """Sample one response per prompt (repeat a prompt n times for n samples).
+
+    Args:
+        model, tokenizer: any Hugging Face causal LM and its tokenizer (needs pad and eos tokens).
+        prompts: the exact texts to continue.
+        schedule: per-position temperature (EAD or a baseline); ``step`` is the global training step.
+        max_new_tokens: response length budget in tokens.
+        top_k, top_p: optional truncation applied *after* the temperature (None = off).
+        batch_size: rows per ``generate`` call.
+        seed: if given, sample under ``torch.manual_seed(seed)`` without touching the caller's RNG stream.
+
+    Returns:
+        :class:`Rollouts` with one row per prompt.
+    """
+    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer needs pad_token_id and eos_token_id set for batched sampling")
+    was_training = model.training
+    model.eval()
+    rng_context = torch.random.fork_rng() if seed is not None else nullcontext()
+    with rng_context:
+        if seed is not None:
+            torch.manual_seed(seed)
+        chunks = [
+            _sample_chunk(model, tokenizer, prompts[i : i + batch_size], schedule, step, max_new_tokens, top_k, top_p)
+            for i in range(0, len(prompts), batch_size)
+        ]
+    model.train(was_training)
+    return _concat(chunks, tokenizer.pad_token_id)

@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny random causal LM with a 64-symbol tokenizer, built offline."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+import torch
+
+SYMBOLS = list(string.digits + string.ascii_lowercase + "+-=,:> ") + [f"<x{i}>" for i in range(15)]
+
+
+def build_test_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<eos>": 1}
+    for symbol in SYMBOLS:
+        vocab[symbol] = len(vocab)
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>")
+
+
+def build_test_model(vocab_size: int, seed: int = 0, logit_scale: float = 1.0):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        pad_token_id=0, eos_token_id=1, bos_token_id=1, tie_word_embeddings=False,
+    )
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():  # spread the logits so temperature visibly changes the distribution
+        model.lm_head.weight.mul_(logit_scale)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_test_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_tokenizer):
+    return build_test_model(len(tiny_tokenizer), logit_scale=30.0)
