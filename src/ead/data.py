@@ -1,0 +1,285 @@
+"""Prompts and gold answers from local JSONL / JSON / Parquet files or the Hugging Face Hub.
+
+Benchmarks disagree on field names (MATH-500 ``problem``/``answer``, GSM8K
+``question``/``answer``, AMC ``problem`` with a numeric ``answer``), so a
+:class:`DataSpec` maps fields instead of assuming one schema. Every validation
+error names the source, the 1-based row (the line number in a JSONL file) and the field.
+
+Rules, applied to each row in order:
+
+1. ``prompt_field`` must exist and be a non-empty string.
+2. ``answer_field`` must exist. With ``answer_format="text"`` (default) strings are
+   stripped, integers become ``str(n)``, integral floats become integers
+   (``27.0`` -> ``"27"``) and other finite floats their shortest ``repr``
+   (``0.25`` -> ``"0.25"``); booleans, None, NaN/inf, lists and dicts are rejected.
+   ``answer_format="raw"`` passes any JSON value through (for custom graders).
+3. The prompt is ``prompt_template.format(**row)`` if a template is set (write literal
+   braces as ``{{}}``), then wrapped by the tokenizer's chat template if ``chat_template``.
+4. With ``max_prompt_tokens`` (needs a tokenizer; counted without special tokens, as the
+   sampler does), a longer prompt is an error, or skipped and listed in
+   :attr:`ProblemSet.skipped` if ``skip_long_prompts``.
+5. ``uid`` is ``str(row[uid_field])`` if set, else ``"<file stem>:<row>"``; duplicates are errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ead.tasks.base import Grader, Problem
+
+__all__ = ["DataError", "DataSpec", "ProblemSet", "read_rows", "load_problems", "DatasetTask", "answer_to_text"]
+
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+class DataError(ValueError):
+    """A data file or row is invalid; the message names the source, row and field."""
+
+
+@dataclass
+class DataSpec:
+    """Where problems come from and how a row maps to a :class:`~ead.tasks.base.Problem`."""
+
+    path: str = ""
+    """Local ``.jsonl`` / ``.json`` / ``.parquet`` file, or a Hugging Face Hub dataset name."""
+    split: str = "test"
+    """Hub datasets only: the split to load."""
+    hub_config: str | None = None
+    """Hub datasets only: the configuration name (e.g. ``"main"`` for ``openai/gsm8k``)."""
+    prompt_field: str = "problem"
+    """Row field holding the question."""
+    answer_field: str = "answer"
+    """Row field holding the gold answer."""
+    uid_field: str | None = None
+    """Row field with a stable id; None: ``"<file stem>:<row>"``."""
+    prompt_template: str | None = None
+    """``str.format`` template over the row's fields, e.g. ``"{problem}\\nPut your final answer in \\\\boxed{{}}."``."""
+    chat_template: bool = False
+    """Wrap the prompt with the tokenizer's chat template (user turn + generation prompt)."""
+    system_prompt: str | None = None
+    """Optional system turn when ``chat_template`` is on."""
+    max_prompt_tokens: int | None = None
+    """Longest allowed prompt in tokens (needs a tokenizer); None: no limit."""
+    skip_long_prompts: bool = False
+    """Skip (and count) over-long prompts instead of raising."""
+    answer_format: Literal["text", "raw"] = "text"
+    """``text``: answers become canonical strings (see module docstring); ``raw``: unchanged JSON values."""
+    limit: int | None = None
+    """Keep only the first ``limit`` problems (after validation); None: all."""
+
+
+@dataclass
+class ProblemSet:
+    """Loaded problems plus what was skipped."""
+
+    problems: list[Problem]
+    source: str
+    skipped: list[str] = field(default_factory=list)
+    """One ``"<source>:<row>: <reason>"`` line per skipped row."""
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def __iter__(self) -> Iterator[Problem]:
+        return iter(self.problems)
+
+    def __getitem__(self, index: int) -> Problem:
+        return self.problems[index]
+
+
+def read_rows(spec: DataSpec) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
+    """``(source label, [(1-based row, record), ...])`` from a local file or the Hub."""
+    path = Path(spec.path)
+    if not spec.path:
+        raise DataError("data.path is empty: give a .jsonl/.json/.parquet file or a Hub dataset name")
+    if path.exists():
+        return str(path), _read_local(path)
+    if path.suffix in LOCAL_SUFFIXES:
+        raise DataError(f"data file {path} does not exist")
+    return _read_hub(spec)
+
+
+def _read_local(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    if path.suffix == ".jsonl":
+        rows = []
+        with open(path, encoding="utf-8") as f:
+            for line_number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{line_number}: invalid JSON: {exc}") from exc
+                rows.append((line_number, record))
+    elif path.suffix == ".json":
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: invalid JSON: {exc}") from exc
+        if not isinstance(records, list):
+            raise DataError(f"{path}: a .json data file must hold a list of objects")
+        rows = list(enumerate(records, start=1))
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq  # optional dependency (the "data" extra)
+
+        rows = list(enumerate(pq.read_table(path).to_pylist(), start=1))
+    else:
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {LOCAL_SUFFIXES}")
+    for row, record in rows:
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{row}: expected a JSON object, got {type(record).__name__}")
+    return rows
+
+
+def _read_hub(spec: DataSpec) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
+    source = f"{spec.path}[{spec.split}]"
+    try:
+        import datasets
+    except ImportError as exc:
+        raise DataError(f"{spec.path!r} is not a local file and `datasets` is not installed") from exc
+    try:
+        dataset = datasets.load_dataset(spec.path, spec.hub_config, split=spec.split)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown name, bad split: all reported the same way
+        raise DataError(f"{spec.path!r} is not a local file and could not be loaded from the Hub: {exc}") from exc
+    return source, list(enumerate(dataset, start=1))
+
+
+def answer_to_text(value: Any) -> str:
+    """Canonical text of a gold answer (rule 2 of the module docstring); raises TypeError/ValueError."""
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"must be a string or a number, got {value!r}")
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"must be finite, got {value!r}")
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise TypeError(f"must be a string or a number, got {type(value).__name__}")
+
+
+def _render_prompt(spec: DataSpec, record: dict[str, Any], where: str, tokenizer: Any) -> str:
+    prompt = record[spec.prompt_field]
+    if spec.prompt_template is not None:
+        try:
+            prompt = spec.prompt_template.format(**record)
+        except KeyError as exc:
+            raise DataError(f"{where}: prompt_template uses field {exc} which the row lacks") from None
+        except (IndexError, ValueError) as exc:
+            raise DataError(f"{where}: bad prompt_template {spec.prompt_template!r}: {exc}") from None
+    if spec.chat_template:
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise DataError("data.chat_template is on but the tokenizer has no chat template")
+        messages = [{"role": "system", "content": spec.system_prompt}] if spec.system_prompt else []
+        messages.append({"role": "user", "content": prompt})
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return prompt
+
+
+def load_problems(spec: DataSpec, tokenizer: Any = None) -> ProblemSet:
+    """Validate and convert every row of ``spec`` (rules in the module docstring)."""
+    if spec.max_prompt_tokens is not None and tokenizer is None:
+        raise DataError("data.max_prompt_tokens needs a tokenizer")
+    source, rows = read_rows(spec)
+    stem = Path(spec.path).stem if Path(spec.path).exists() else spec.path
+    problems: list[Problem] = []
+    skipped: list[str] = []
+    seen: dict[str, int] = {}
+    for row, record in rows:
+        where = f"{source}:{row}"
+        for name in (spec.prompt_field, spec.answer_field) + ((spec.uid_field,) if spec.uid_field else ()):
+            if name not in record:
+                raise DataError(f"{where}: missing field {name!r} (row has {sorted(record)})")
+        question = record[spec.prompt_field]
+        if not isinstance(question, str) or not question.strip():
+            raise DataError(f"{where}: field {spec.prompt_field!r} must be a non-empty string, got {question!r:.60}")
+        answer = record[spec.answer_field]
+        if spec.answer_format == "text":
+            try:
+                answer = answer_to_text(answer)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"{where}: field {spec.answer_field!r} {exc}") from None
+            if not answer:
+                raise DataError(f"{where}: field {spec.answer_field!r} is empty")
+        prompt = _render_prompt(spec, record, where, tokenizer)
+        if spec.max_prompt_tokens is not None:
+            length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            if length > spec.max_prompt_tokens:
+                reason = f"prompt has {length} tokens > data.max_prompt_tokens={spec.max_prompt_tokens}"
+                if not spec.skip_long_prompts:
+                    raise DataError(f"{where}: {reason} (set data.skip_long_prompts to skip such rows)")
+                skipped.append(f"{where}: {reason}")
+                continue
+        uid = str(record[spec.uid_field]) if spec.uid_field else f"{stem}:{row}"
+        if uid in seen:
+            raise DataError(f"{where}: duplicate uid {uid!r} (also row {seen[uid]})")
+        seen[uid] = row
+        problems.append(Problem(uid=uid, prompt=prompt, answer=answer, meta={"source": source, "row": row}))
+        if spec.limit is not None and len(problems) >= spec.limit:
+            break
+    if not problems:
+        raise DataError(f"{source}: no problems loaded" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    return ProblemSet(problems, source, skipped)
+
+
+class DatasetTask:
+    """A :class:`~ead.tasks.base.Task` over files: shuffled training epochs, a fixed eval list.
+
+    Training problems are served as an endless stream of epochs; epoch ``e`` is the
+    training set in the order of ``random.Random(f"{seed}|{e}")``'s shuffle, and batch
+    ``b`` of size ``m`` is stream positions ``[b*m, (b+1)*m)``. So ``train_batch`` is a pure
+    function of (seed, batch index, batch size), which makes resumed runs exact.
+    """
+
+    def __init__(
+        self,
+        train: DataSpec | None = None,
+        eval: DataSpec | None = None,  # noqa: A002 - mirrors Task.eval_problems
+        grader: str | Grader = "math",
+        grader_options: dict[str, Any] | None = None,
+        seed: int = 0,
+        tokenizer: Any = None,
+        name: str = "dataset",
+    ) -> None:
+        if train is None and eval is None:
+            raise DataError("DatasetTask needs a train or an eval DataSpec")
+        if isinstance(grader, str):
+            from ead.grading.registry import build_grader
+
+            grader = build_grader(grader, **(grader_options or {}))
+        self.name = name
+        self.grader: Grader = grader
+        self.seed = seed
+        self.train_set = load_problems(train, tokenizer) if train is not None else None
+        self.eval_set = load_problems(eval, tokenizer) if eval is not None else None
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - a few epochs' permutations, freed with the task
+    def _epoch_order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.train_set)))  # type: ignore[arg-type]
+        random.Random(f"{self.seed}|{epoch}").shuffle(order)
+        return order
+
+    def train_batch(self, batch_index: int, num_prompts: int) -> list[Problem]:
+        """Batch ``batch_index`` of ``num_prompts`` problems (may straddle two epochs)."""
+        if self.train_set is None:
+            raise DataError(f"task {self.name!r} has no training data")
+        size = len(self.train_set)
+        out = []
+        for position in range(batch_index * num_prompts, (batch_index + 1) * num_prompts):
+            epoch, offset = divmod(position, size)
+            out.append(self.train_set[self._epoch_order(epoch)[offset]])
+        return out
+
+    def eval_problems(self) -> list[Problem]:
+        """The eval file's problems in file order."""
+        if self.eval_set is None:
+            raise DataError(f"task {self.name!r} has no eval data")
+        return list(self.eval_set.problems)
