@@ -157,3 +157,14 @@ def test_dataset_task_is_deterministic_epoch_shuffled(tmp_path):
     assert [p.uid for p in task.eval_problems()] == ["train:1", "train:2", "train:3"]
     with pytest.raises(DataError, match="no eval data"):
         again.eval_problems()
+
+
+def test_dataset_task_from_config(tmp_path):
+    path = _write_jsonl(tmp_path / "d.jsonl", [{"question": f"q{i}", "answer": f"x #### {i}"} for i in range(6)])
+    task = DatasetTask.from_config(
+        {"train_file": path, "eval_file": path, "prompt_field": "question", "limit": 4, "name": "gsm"}, seed=3
+    )
+    assert task.name == "gsm" and len(task.train_set) == 4 and len(task.eval_problems()) == 4
+    assert task.grader(task.eval_problems()[2], "so #### 2").correct
+    with pytest.raises(ValueError, match=r"unknown dataset option\(s\) \['promt_field'\]"):
+        DatasetTask.from_config({"eval_file": path, "promt_field": "question"})

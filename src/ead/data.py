@@ -23,6 +23,7 @@ Rules, applied to each row in order:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -260,6 +261,29 @@ class DatasetTask:
         self.seed = seed
         self.train_set = load_problems(train, tokenizer) if train is not None else None
         self.eval_set = load_problems(eval, tokenizer) if eval is not None else None
+
+    @classmethod
+    def from_config(cls, options: dict[str, Any], seed: int = 0, tokenizer: Any = None) -> DatasetTask:
+        """Build from a plain dict (the trainer's ``task.dataset`` section).
+
+        Keys: ``train_file`` and/or ``eval_file`` (paths or Hub names), ``train_split`` /
+        ``eval_split`` (Hub only; default ``"train"`` / ``"test"``), ``grader`` (registry name or
+        ``"module:function"``, default ``"math"``), ``grader_options`` (dict), ``name``, and any
+        other :class:`DataSpec` field (``prompt_field``, ``prompt_template``, ...) applied to both files.
+        Unknown keys raise ValueError naming them.
+        """
+        options = dict(options)
+        own = {"train_file", "eval_file", "train_split", "eval_split", "grader", "grader_options", "name"}
+        shared_fields = {f.name for f in dataclasses.fields(DataSpec)} - {"path", "split"}
+        unknown = sorted(set(options) - own - shared_fields)
+        if unknown:
+            raise ValueError(f"unknown dataset option(s) {unknown}; allowed: {sorted(own | shared_fields)}")
+        shared = {key: options[key] for key in shared_fields & set(options)}
+        train_file, eval_file = options.get("train_file"), options.get("eval_file")
+        train = DataSpec(path=train_file, split=options.get("train_split", "train"), **shared) if train_file else None
+        eval_ = DataSpec(path=eval_file, split=options.get("eval_split", "test"), **shared) if eval_file else None
+        return cls(train, eval_, grader=options.get("grader", "math"), grader_options=options.get("grader_options"),
+                   seed=seed, tokenizer=tokenizer, name=options.get("name", "dataset"))
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 - a few epochs' permutations, freed with the task
     def _epoch_order(self, epoch: int) -> list[int]:
