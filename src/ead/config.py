@@ -162,8 +162,10 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict[str, Any] | None = None) -> T:
-    """``base`` dict, then the YAML file at ``path``, then dotted ``overrides``; validated into ``cls``."""
-    data: dict[str, Any] = _deep_copy(base or {})
+    """Defaults of ``cls``, then ``base``, the YAML file at ``path`` and dotted ``overrides``; validated."""
+    # Start from the defaults so that an override like sampling.schedule.tau_max=1.4 edits the
+    # default schedule instead of replacing it with a one-key dict.
+    data: dict[str, Any] = _merge(config_to_dict(cls()), base or {})
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -183,9 +185,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive merge; a mapping that names a different variant (``name``) replaces instead of merging."""
     result = _deep_copy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
+        old = result.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("name", old.get("name")) == old.get("name"):
             result[key] = _merge(result[key], value)
         else:
             result[key] = _deep_copy(value)

@@ -20,7 +20,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from ead.schedules import Schedule
 
-__all__ = ["EADLogitsProcessor", "Rollouts", "apply_top_k_top_p", "sample"]
+__all__ = ["EADLogitsProcessor", "Rollouts", "apply_top_k_top_p", "concat_rollouts", "sample"]
 
 
 def apply_top_k_top_p(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -174,7 +174,8 @@ def _sample_chunk(model, tokenizer, prompts, schedule, step, max_new_tokens, top
     )
 
 
-def _concat(chunks: list[Rollouts], pad_token_id: int) -> Rollouts:
+def concat_rollouts(chunks: list[Rollouts], pad_token_id: int) -> Rollouts:
+    """Stack rollouts row-wise, re-padding prompts (left) and responses (right) to common widths."""
     prompt_width = max(c.prompt_ids.shape[1] for c in chunks)
     response_width = max(c.response_ids.shape[1] for c in chunks)
 
@@ -232,4 +233,4 @@ def sample(
             for i in range(0, len(prompts), batch_size)
         ]
     model.train(was_training)
-    return _concat(chunks, tokenizer.pad_token_id)
+    return concat_rollouts(chunks, tokenizer.pad_token_id)

@@ -1,0 +1,1 @@
+"""Plots and HTML reports of runs and sweeps."""

@@ -1,0 +1,1 @@
+"""The single-machine RLVR trainer (GRPO, DAPO and relatives) with EAD rollouts."""

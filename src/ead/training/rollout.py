@@ -1,0 +1,99 @@
+"""Phase 1 of a step: sample groups from the behaviour policy and grade them.
+
+With dynamic sampling (DAPO, Yu et al. 2025, Sec. 3.2) groups whose rewards are
+all equal carry zero advantage, so they are dropped and more prompts are
+sampled until the batch holds ``num_groups`` informative groups or the round
+cap is reached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ead.sampling import Rollouts, concat_rollouts, sample
+from ead.schedules import Schedule
+from ead.tasks.base import Grade, Problem, Task
+
+
+@dataclass
+class RolloutBatch:
+    """Graded groups, ``n`` consecutive rows per prompt."""
+
+    rollouts: Rollouts
+    problems: list[Problem]  # one per group
+    rewards: torch.Tensor  # (G, n) float32
+    correct: torch.Tensor  # (G, n) bool
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def _grade(grader, problems: list[Problem], texts: list[str]) -> tuple[list[Grade], dict[str, float]]:
+    if hasattr(grader, "grade_batch"):
+        return grader.grade_batch(problems, texts)
+    return [grader(p, t) for p, t in zip(problems, texts)], {}
+
+
+def collect_rollouts(
+    model,
+    tokenizer,
+    task: Task,
+    grader,
+    schedule: Schedule,
+    step: int,
+    data_position: int,
+    num_groups: int,
+    samples_per_group: int,
+    max_new_tokens: int,
+    top_k: int | None,
+    top_p: float | None,
+    generation_batch_size: int,
+    dynamic_sampling: bool,
+    max_rounds: int,
+) -> tuple[RolloutBatch, int]:
+    """Sample and grade until ``num_groups`` groups are kept; returns the batch and the new data position."""
+    kept_rollouts: list[Rollouts] = []
+    kept_problems: list[Problem] = []
+    kept_rewards: list[torch.Tensor] = []
+    kept_correct: list[torch.Tensor] = []
+    totals = {"rounds": 0, "groups_sampled": 0, "responses_sampled": 0, "grade_errors": 0.0, "grade_timeouts": 0.0,
+              "reward_sum": 0.0, "correct_sum": 0.0}
+    rounds = max_rounds if dynamic_sampling else 1
+    for _ in range(rounds):
+        problems = task.train_batch(data_position, num_groups)
+        data_position += 1
+        prompts = [p.prompt for p in problems for _ in range(samples_per_group)]
+        rollouts = sample(model, tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
+                          top_k=top_k, top_p=top_p, batch_size=generation_batch_size)
+        grades, grade_stats = _grade(grader, [p for p in problems for _ in range(samples_per_group)], rollouts.texts)
+        rewards = torch.tensor([g.reward for g in grades], dtype=torch.float32).view(num_groups, samples_per_group)
+        correct = torch.tensor([g.correct for g in grades], dtype=torch.bool).view(num_groups, samples_per_group)
+        totals["rounds"] += 1
+        totals["groups_sampled"] += num_groups
+        totals["responses_sampled"] += len(prompts)
+        totals["reward_sum"] += float(rewards.sum())
+        totals["correct_sum"] += float(correct.sum())
+        totals["grade_errors"] += grade_stats.get("errors", 0)
+        totals["grade_timeouts"] += grade_stats.get("timeouts", 0)
+        informative = rewards.std(dim=1) > 0 if dynamic_sampling else torch.ones(num_groups, dtype=torch.bool)
+        keep_groups = informative.nonzero().flatten()[: num_groups - len(kept_problems)]
+        rows = (keep_groups.view(-1, 1) * samples_per_group + torch.arange(samples_per_group)).flatten()
+        if len(keep_groups):
+            kept_rollouts.append(rollouts.select(rows))
+            kept_problems.extend(problems[i] for i in keep_groups.tolist())
+            kept_rewards.append(rewards[keep_groups])
+            kept_correct.append(correct[keep_groups])
+        if len(kept_problems) >= num_groups:
+            break
+    if not kept_problems:  # every group was uninformative: keep the last round so the step still logs
+        kept_rollouts, kept_problems = [rollouts], list(problems)
+        kept_rewards, kept_correct = [rewards], [correct]
+    totals["groups_kept"] = len(kept_problems)
+    batch = RolloutBatch(
+        rollouts=concat_rollouts(kept_rollouts, tokenizer.pad_token_id),
+        problems=kept_problems,
+        rewards=torch.cat(kept_rewards),
+        correct=torch.cat(kept_correct),
+        stats=totals,
+    )
+    return batch, data_position

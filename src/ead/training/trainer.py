@@ -1,0 +1,239 @@
+"""``ead train``: the RLVR loop, readable top to bottom.
+
+    setup     seed, task, policy (+ reference), optimizer, grader pool, resume
+    for step:
+      1 rollout    sample n responses per prompt from the behaviour policy mu
+                   (the schedule at this global step), grade them
+      2 advantage  group-relative advantages from the rewards
+      3 pi_old     log-probs of the sampled tokens at temperature 1; TIS weights
+      4 update     PPO epochs over mini-batches
+      5 log        metrics.jsonl (+ TensorBoard / W&B), periodic held-out eval
+      6 save       atomic checkpoint every N steps
+    cleanup   final checkpoint, plots
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from ead.config import config_to_dict
+from ead.grading.sandbox import GraderPool
+from ead.objectives import compute_advantages
+from ead.schedules import schedule_from_dict
+from ead.tasks.base import Task
+from ead.training.checkpoint import (
+    capture_rng_state,
+    latest_checkpoint,
+    load_trainer_state,
+    restore_rng_state,
+    save_checkpoint,
+)
+from ead.training.config import TrainConfig
+from ead.training.logger import MetricsLogger
+from ead.training.periodic_eval import evaluate_policy
+from ead.training.rollout import collect_rollouts
+from ead.training.setup import build_task, load_policy, resolve_device
+from ead.training.update import UpdateSettings, importance_and_drift, old_policy_logprobs, ppo_update
+
+
+@dataclass
+class LoopState:
+    """What, besides weights, optimizer and RNG, a resumed run needs to continue exactly."""
+
+    step: int = 0  # completed training steps (= the global step used by the schedule)
+    data_position: int = 0  # next task.train_batch index
+    rollouts_consumed: int = 0  # responses sampled so far, dynamic-sampling extras included
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def entropy_by_position(entropy: torch.Tensor, mask: torch.Tensor, edges: list[int]) -> dict[str, float]:
+    """Mean entropy over tokens whose response position falls in ``[edges[i], edges[i+1])``."""
+    positions = torch.arange(entropy.shape[1]).expand_as(entropy)
+    out = {}
+    for low, high in zip(edges[:-1], edges[1:]):
+        in_bucket = mask.bool() & (positions >= low) & (positions < high)
+        if in_bucket.any():
+            out[f"entropy/pos_{low:03d}_{high:03d}"] = float(entropy[in_bucket].mean())
+    return out
+
+
+def position_bucket_edges(max_new_tokens: int) -> list[int]:
+    """Powers-of-two buckets 0,4,8,16,... up to the length budget (4 buckets minimum)."""
+    edges, edge = [0], 4
+    while edge < max_new_tokens:
+        edges.append(edge)
+        edge *= 2
+    return edges + [max_new_tokens]
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Run (or resume) training as configured; returns the run directory."""
+    # ------------------------------------------------------------------ setup
+    run_dir = Path(config.output.dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir = run_dir / "checkpoints"
+    if config.model.num_threads:
+        torch.set_num_threads(config.model.num_threads)
+    seed_everything(config.train.seed)
+    device = resolve_device(config.model.device)
+    task: Task = build_task(config.task, config.model)
+    resume_from = latest_checkpoint(checkpoint_dir) if resume else None
+    model, tokenizer = load_policy(config.model, config.task, device, weights_from=resume_from)
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.algorithm.kl_coef > 0 else None
+    if resume_from is not None and ref_model is not None:
+        ref_model, _ = load_policy(config.model, config.task, device)  # the reference is the initial policy
+        ref_model.eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    warmup = config.train.warmup_steps
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: min(1.0, (u + 1) / warmup) if warmup else 1.0)
+    behaviour_schedule = schedule_from_dict(config.sampling.schedule)
+    eval_schedule = schedule_from_dict(config.eval.schedule)
+    eval_problems = task.eval_problems()[: config.task.num_eval_problems]
+    settings = UpdateSettings(
+        clip_low=config.algorithm.clip_low, clip_high=config.algorithm.clip_high,
+        loss_aggregation=config.algorithm.loss_aggregation,
+        importance_correction=config.algorithm.importance_correction,
+        importance_level=config.algorithm.importance_level, importance_mode=config.algorithm.importance_mode,
+        importance_cap=config.algorithm.importance_cap, kl_coef=config.algorithm.kl_coef,
+        entropy_coef=config.algorithm.entropy_coef, ppo_epochs=config.train.ppo_epochs,
+        mini_batch_size=config.train.mini_batch_size, micro_batch_size=config.train.micro_batch_size,
+        max_grad_norm=config.train.max_grad_norm,
+    )
+    state = LoopState()
+    if resume_from is not None:
+        saved = load_trainer_state(resume_from)
+        optimizer.load_state_dict(saved["optimizer"])
+        lr_scheduler.load_state_dict(saved["lr_scheduler"])
+        restore_rng_state(saved["rng"])
+        state = LoopState(**saved["loop"])
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    logger = MetricsLogger(run_dir, config.output.tensorboard, config.output.wandb_project,
+                           config_to_dict(config), resume_step=state.step if resume_from is not None else None)
+    grader = GraderPool(task.grader, timeout_s=config.grading.timeout_s, num_workers=config.grading.workers,
+                        inline=config.grading.inline)
+    bucket_edges = position_bucket_edges(config.sampling.max_new_tokens)
+    progress = _progress_bar(config, initial=state.step)
+
+    def run_eval(step: int) -> dict[str, float]:
+        return evaluate_policy(model, tokenizer, eval_problems, grader, eval_schedule, config.eval.samples,
+                               config.eval.k, config.sampling.max_new_tokens, config.sampling.generation_batch_size,
+                               seed=config.train.seed + 1_000_003 * (step + 1), step=step)
+
+    def checkpoint() -> None:
+        trainer_state = {"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
+                         "rng": capture_rng_state(), "loop": vars(state).copy(), "config": config_to_dict(config)}
+        save_checkpoint(checkpoint_dir, state.step, model, tokenizer, trainer_state, keep=config.output.keep_checkpoints)
+
+    try:
+        if state.step == 0 and config.eval.every and config.eval.at_start:
+            logger.log(0, {"rollouts_consumed": 0, **run_eval(0)})
+        while state.step < config.train.steps:
+            step_start = time.perf_counter()
+            # ---------------------------------------------------- 1. rollout
+            batch, state.data_position = collect_rollouts(
+                model, tokenizer, task, grader, behaviour_schedule, state.step, state.data_position,
+                config.train.prompts_per_step, config.train.samples_per_prompt, config.sampling.max_new_tokens,
+                config.sampling.top_k, config.sampling.top_p, config.sampling.generation_batch_size,
+                config.algorithm.dynamic_sampling, config.algorithm.max_sampling_rounds)
+            rollouts = batch.rollouts
+            state.rollouts_consumed += int(batch.stats["responses_sampled"])
+            rollout_seconds = time.perf_counter() - step_start
+            # ---------------------------------------------------- 2. advantages
+            advantages = compute_advantages(batch.rewards, config.algorithm.advantage).flatten()  # (B,)
+            loss_mask = rollouts.response_mask.float()
+            if config.algorithm.overlong_filter:  # truncated responses have no verdict worth learning from
+                loss_mask = loss_mask * rollouts.finished.float().unsqueeze(1)
+            # ---------------------------------------------------- 3. pi_old and importance weights
+            old_logprobs, old_entropy = old_policy_logprobs(model, rollouts, config.train.micro_batch_size)
+            weights, drift_stats = importance_and_drift(old_logprobs, rollouts.behaviour_logprobs,
+                                                        rollouts.response_mask, settings)
+            # ---------------------------------------------------- 4. update
+            update_start = time.perf_counter()
+            update_stats = ppo_update(model, optimizer, lr_scheduler, rollouts, loss_mask, advantages, old_logprobs,
+                                      weights, ref_model, settings)
+            state.step += 1
+            # ---------------------------------------------------- 5. log
+            step_seconds = time.perf_counter() - step_start
+            mask = rollouts.response_mask.bool()
+            generated_tokens = float(rollouts.response_mask.sum())
+            metrics: dict[str, Any] = {
+                "rollouts_consumed": state.rollouts_consumed,
+                "reward/mean": batch.stats["reward_sum"] / batch.stats["responses_sampled"],
+                "reward/correct_frac": batch.stats["correct_sum"] / batch.stats["responses_sampled"],
+                "reward/group_solved_frac": float(batch.correct.any(dim=1).float().mean()),
+                "reward/grade_errors": batch.stats["grade_errors"],
+                "reward/grade_timeouts": batch.stats["grade_timeouts"],
+                "response/length_mean": float(rollouts.lengths.float().mean()),
+                "response/truncated_frac": float((~rollouts.finished).float().mean()),
+                "behaviour/temperature_mean": float(rollouts.temperatures[mask].mean()),
+                "entropy/mean": float(old_entropy[mask].mean()),
+                **entropy_by_position(old_entropy, rollouts.response_mask, bucket_edges),
+                **drift_stats,
+                **update_stats,
+                "sampling/rounds": batch.stats["rounds"],
+                "sampling/groups_kept": batch.stats["groups_kept"],
+                "lr": lr_scheduler.get_last_lr()[0],
+                "time/step_s": step_seconds,
+                "time/rollout_s": rollout_seconds,
+                "time/update_s": time.perf_counter() - update_start,
+                "throughput/tokens_per_s": generated_tokens / max(rollout_seconds, 1e-9),
+            }
+            is_last = state.step == config.train.steps
+            if config.eval.every and (state.step % config.eval.every == 0 or is_last):
+                metrics.update(run_eval(state.step))
+            logger.log(state.step, metrics)
+            _advance(progress, metrics)
+            # ---------------------------------------------------- 6. save
+            if is_last or (config.output.save_every and state.step % config.output.save_every == 0):
+                checkpoint()
+            if not math.isfinite(metrics["policy/loss"]):
+                raise FloatingPointError(f"loss became {metrics['policy/loss']} at step {state.step}; "
+                                         f"the last good checkpoint is in {checkpoint_dir}")
+    finally:
+        # ------------------------------------------------------------------ cleanup
+        grader.close()
+        logger.close()
+        if progress is not None:
+            progress.close()
+    _write_plots(run_dir)
+    return run_dir
+
+
+def _progress_bar(config: TrainConfig, initial: int):
+    if not config.output.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.train.steps, initial=initial, desc="ead train", unit="step", dynamic_ncols=True)
+
+
+def _advance(progress, metrics: dict[str, Any]) -> None:
+    if progress is None:
+        return
+    postfix = {"reward": f"{metrics['reward/mean']:.3f}", "len": f"{metrics['response/length_mean']:.1f}",
+               "w>C": f"{metrics['is/truncated_frac']:.3f}"}
+    if "eval/pass@1" in metrics:
+        postfix["eval@1"] = f"{metrics['eval/pass@1']:.3f}"
+    progress.set_postfix(postfix)
+    progress.update(1)
+
+
+def _write_plots(run_dir: Path) -> None:
+    from ead.reporting.training import write_training_report
+
+    write_training_report(run_dir)

@@ -1,0 +1,58 @@
+"""Typed train config: defaults, presets, overrides and errors that name the field."""
+
+import pytest
+
+from ead.config import ConfigError, parse_override
+from ead.training.config import load_train_config
+
+
+def test_defaults_are_the_demo_with_ead():
+    config = load_train_config()
+    assert config.sampling.schedule["name"] == "ead"
+    assert config.model.path is None and config.task.name == "countdown"
+    assert config.algorithm.importance_correction and config.algorithm.importance_cap == 2.0
+
+
+def test_dapo_preset_then_overrides():
+    config = load_train_config(algorithm="dapo", overrides=["train.lr=1e-5", "sampling.schedule.tau_max=1.4"])
+    assert config.algorithm.clip_high == 0.28 and config.algorithm.loss_aggregation == "token_mean"
+    assert config.algorithm.dynamic_sampling and config.train.lr == 1e-5
+    assert config.sampling.schedule["tau_max"] == 1.4
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("sampling.schedule.tau_min=2.0", "tau_min"),
+        ("sampling.schedule.warmup_tokens=-3", "warmup_tokens"),
+        ("train.lrate=0.1", "train.lrate"),
+        ("train.steps=0", "train.steps"),
+        ("train.steps=abc", "train.steps"),
+        ("algorithm.advantage=ppo", "algorithm.advantage"),
+        ("algorithm.importance_level=batch", "algorithm.importance_level"),
+        ("eval.k=[1,32]", "eval.k"),
+        ("task.name=gsm", "task.name"),
+        ("bogus.x=1", "bogus"),
+    ],
+)
+def test_bad_values_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_train_config(overrides=[override])
+
+
+def test_yaml_file_errors_name_the_file(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("train:\n  steps: 5\n  unknown_knob: 1\n")
+    with pytest.raises(ConfigError, match=r"recipe\.yaml.*train\.unknown_knob"):
+        load_train_config(recipe)
+    recipe.write_text("train:\n  steps: 5\nsampling:\n  schedule: {name: fixed, tau: 0.6}\n")
+    config = load_train_config(recipe, ["train.steps=7"])
+    assert config.train.steps == 7 and config.sampling.schedule == {"name": "fixed", "tau": 0.6}
+
+
+def test_parse_override_reads_numbers_lists_and_strings():
+    assert parse_override("a.b=1e-5") == (["a", "b"], 1e-5)
+    assert parse_override("k=[1, 4]") == (["k"], [1, 4])
+    assert parse_override("path=runs/x") == (["path"], "runs/x")
+    with pytest.raises(ConfigError):
+        parse_override("novalue")

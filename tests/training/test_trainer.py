@@ -1,0 +1,140 @@
+"""End-to-end training on a tiny local model: runs, logs, resumes exactly, contains bad graders."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import build_test_model, build_test_tokenizer
+from ead.tasks.base import Grade
+from ead.training.config import load_train_config
+from ead.training.logger import read_metrics
+from ead.training.trainer import train
+
+NONDETERMINISTIC = ("time/", "throughput/")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_policy")
+    tokenizer = build_test_tokenizer()
+    build_test_model(len(tokenizer), seed=3, logit_scale=2.0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_overrides(model_dir, out_dir, steps=4):
+    return [
+        f"model.path={model_dir}", f"output.dir={out_dir}", f"train.steps={steps}",
+        "train.prompts_per_step=4", "train.samples_per_prompt=4", "train.mini_batch_size=8",
+        "train.micro_batch_size=5", "train.ppo_epochs=2", "sampling.max_new_tokens=8",
+        "eval.every=2", "eval.samples=4", "eval.k=[1,4]", "task.num_eval_problems=3",
+        "output.save_every=2", "output.progress=false", "grading.inline=true", "model.num_threads=1",
+    ]
+
+
+def comparable(records):
+    return [{k: v for k, v in r.items() if not k.startswith(NONDETERMINISTIC)} for r in records]
+
+
+def test_training_runs_and_logs_every_metric(tiny_model_dir, tmp_path):
+    run_dir = train(load_train_config(overrides=tiny_overrides(tiny_model_dir, tmp_path / "run")))
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
+    step = records[2]
+    for key in ("reward/mean", "response/length_mean", "entropy/mean", "is/weight_mean", "is/truncated_frac",
+                "is/kl_behaviour_to_pi", "policy/clip_frac", "policy/grad_norm", "time/step_s", "throughput/tokens_per_s",
+                "eval/pass@1", "eval/pass@4", "eval/worst@4", "eval/mean@4", "eval/maj@4", "rollouts_consumed"):
+        assert key in step and step[key] is not None, key
+    assert any(k.startswith("entropy/pos_") for k in step)
+    assert step["policy/updates"] == 4.0  # 16 responses / 8 per mini-batch * 2 epochs
+    assert step["rollouts_consumed"] == 32
+    assert (run_dir / "training_curves.png").stat().st_size > 1000 and (run_dir / "report.html").exists()
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_000004"
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(tiny_model_dir, tmp_path, monkeypatch):
+    straight = train(load_train_config(overrides=tiny_overrides(tiny_model_dir, tmp_path / "straight")))
+
+    import ead.training.trainer as trainer_module
+
+    real_update = trainer_module.ppo_update
+    calls = {"n": 0}
+
+    def crash_on_fourth_update(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("simulated crash after the step-2 checkpoint")
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "ppo_update", crash_on_fourth_update)
+    overrides = tiny_overrides(tiny_model_dir, tmp_path / "resumed")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(load_train_config(overrides=overrides))
+    monkeypatch.setattr(trainer_module, "ppo_update", real_update)
+    resumed = train(load_train_config(overrides=overrides), resume=True)
+
+    assert comparable(read_metrics(resumed / "metrics.jsonl")) == comparable(read_metrics(straight / "metrics.jsonl"))
+    from safetensors.torch import load_file
+
+    a = load_file(straight / "checkpoints" / "step_000004" / "model" / "model.safetensors")
+    b = load_file(resumed / "checkpoints" / "step_000004" / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_crash_mid_save_keeps_latest_checkpoint_intact(tiny_model_dir, tmp_path, monkeypatch):
+    overrides = tiny_overrides(tiny_model_dir, tmp_path / "run")
+    import ead.training.checkpoint as checkpoint_module
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def failing_torch_save(obj, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint dies half-written
+            raise OSError("disk full")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", failing_torch_save)
+    with pytest.raises(OSError, match="disk full"):
+        train(load_train_config(overrides=overrides))
+    monkeypatch.setattr(checkpoint_module.torch, "save", real_save)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert (checkpoints / "latest").read_text().strip() == "step_000002"
+    resumed = train(load_train_config(overrides=overrides), resume=True)
+    assert [r["step"] for r in read_metrics(resumed / "metrics.jsonl")] == [0, 1, 2, 3, 4]
+    assert not list(checkpoints.glob("*.tmp-*"))
+
+
+def flaky_grader(problem, response):
+    """Raises on some responses and hangs on others; module-level so worker processes can import it."""
+    if len(response) % 3 == 0:
+        raise ValueError("grader bug")
+    if len(response) % 3 == 1:
+        import time
+
+        time.sleep(60)
+    return Grade(reward=1.0, correct=True, answer_key=response)
+
+
+def test_raising_and_hanging_grader_is_contained(tiny_model_dir, tmp_path, monkeypatch):
+    import ead.training.setup as setup_module
+
+    real_build = setup_module.build_task
+
+    def build_with_flaky_grader(task_section, model_section):
+        task = real_build(task_section, model_section)
+        task.grader = flaky_grader
+        return task
+
+    import ead.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "build_task", build_with_flaky_grader)
+    overrides = tiny_overrides(tiny_model_dir, tmp_path / "run", steps=1)
+    overrides = [o for o in overrides if not o.startswith("grading.")] + ["grading.timeout_s=0.5", "eval.every=0"]
+    run_dir = train(load_train_config(overrides=overrides))
+    record = read_metrics(run_dir / "metrics.jsonl")[-1]
+    assert record["step"] == 1
+    assert record["reward/grade_errors"] > 0 and record["reward/grade_timeouts"] > 0
+    assert math.isfinite(record["policy/loss"])
