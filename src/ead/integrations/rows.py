@@ -41,6 +41,7 @@ __all__ = [
     "parse_ead_args",
     "temper",
     "temperatures_for_rows",
+    "temperatures_from_request_params",
 ]
 
 SCHEDULE_KEY = "ead_schedule"
@@ -121,6 +122,54 @@ def temperatures_for_rows(
         steps = torch.tensor([requests[r].step for r in rows], dtype=torch.float32)  # type: ignore[union-attr]
         tau[index] = schedule.temperatures(positions_t[index].clamp(min=0), steps)
     return tau
+
+
+_PARAMS_CACHE: dict[int, tuple[Any, Any, EADRequest | None]] = {}
+
+
+def _parse_cached(params: Mapping[str, Any]) -> EADRequest | None:
+    """:func:`parse_ead_args` memoised on the (persistent, per-request) params dict.
+
+    Engines hand us the same dict every step; re-parsing the schedule for every
+    row of every step would cost more than the division. The entry is reused only
+    while the dict still holds the very same schedule object and step.
+    """
+    spec, step = params.get(SCHEDULE_KEY), params.get(STEP_KEY)
+    hit = _PARAMS_CACHE.get(id(params))
+    if hit is not None and hit[0] is spec and hit[1] == step:
+        return hit[2]
+    request = parse_ead_args(params)
+    if len(_PARAMS_CACHE) > 65536:
+        _PARAMS_CACHE.clear()
+    _PARAMS_CACHE[id(params)] = (spec, step, request)
+    return request
+
+
+def temperatures_from_request_params(custom_param_list: Sequence[Mapping[str, Any] | None] | None) -> torch.Tensor:
+    """``tau`` per row from SGLang-style per-request params (one dict per logits row).
+
+    A row uses EAD when its dict has ``ead_schedule``; its position is
+    ``t = len(params["__req__"].output_ids)`` (SGLang injects ``__req__``, the live
+    request). Under SGLang's overlap scheduler that length may lag the true
+    position by one token (sglang issue #8056); see ``docs/integrations.md``.
+    """
+    params_list = list(custom_param_list or [])
+    requests: list[EADRequest | None] = []
+    positions: list[int] = []
+    for params in params_list:
+        request = _parse_cached(params) if params else None
+        position = 0
+        if request is not None:
+            req = params.get("__req__")
+            if req is None:
+                raise ValueError(
+                    "EAD needs the live request under custom_params['__req__'] to know the response "
+                    "position; this SGLang version does not inject it"
+                )
+            position = len(req.output_ids)
+        requests.append(request)
+        positions.append(position)
+    return temperatures_for_rows(requests, positions)
 
 
 def temper(logits: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
