@@ -128,3 +128,18 @@ def test_seed_gives_identical_samples_and_leaves_global_rng(spread_model, tiny_t
     b = sample(spread_model, tiny_tokenizer, [PROMPT] * 16, SCHEDULE, max_new_tokens=6, seed=11)
     assert torch.equal(a.response_ids, b.response_ids)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_captured_target_logprobs_and_entropy_equal_recomputation_at_temperature_one(spread_model, tiny_tokenizer):
+    prompts = ["3 7>5:", "12 4 9>1:"] * 4
+    rollouts = sample(spread_model, tiny_tokenizer, prompts, SCHEDULE, max_new_tokens=6, seed=2, capture_target=True, top_k=5)
+    for row in range(len(prompts)):
+        prompt_ids = torch.tensor([tiny_tokenizer(prompts[row], add_special_tokens=False).input_ids])
+        length = int(rollouts.lengths[row])
+        response = rollouts.response_ids[row, :length].view(1, -1)
+        with torch.no_grad():
+            logits = spread_model(input_ids=torch.cat([prompt_ids, response], 1)).logits[0].double()
+        for t in range(length):
+            log_p = torch.log_softmax(logits[prompt_ids.shape[1] - 1 + t], -1)  # tau = 1, no top-k: the target pi
+            assert float(rollouts.target_logprobs[row, t]) == pytest.approx(float(log_p[response[0, t]]), abs=2e-4)
+            assert float(rollouts.target_entropy[row, t]) == pytest.approx(float(-(log_p.exp() * log_p).sum()), abs=2e-4)

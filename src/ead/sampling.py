@@ -43,6 +43,11 @@ class EADLogitsProcessor(LogitsProcessor):
 
     ``t = input_ids.shape[-1] - prompt_width``: every row of one ``generate`` call
     sits at the same response position (prompts are left-padded to one width).
+
+    With ``capture_target=True`` it also records, from the same raw logits, the
+    log-prob of each sampled token under the *target* policy (temperature 1, no
+    top-k/top-p) and that distribution's entropy: pi_old and its entropy for free,
+    without a second forward pass.
     """
 
     def __init__(
@@ -52,21 +57,30 @@ class EADLogitsProcessor(LogitsProcessor):
         prompt_width: int,
         top_k: int | None = None,
         top_p: float | None = None,
+        capture_target: bool = False,
     ) -> None:
         self.schedule = schedule
         self.step = step
         self.prompt_width = prompt_width
         self.top_k = top_k
         self.top_p = top_p
-        self._last_log_probs: torch.Tensor | None = None  # (B, V), the distribution of the previous step
+        self.capture_target = capture_target
+        # (B, V) log-softmax of the previous step, behaviour and (optionally) target: gathered once
+        # the sampled token is known, then dropped.
+        self._pending: list[torch.Tensor] = []
         self.behaviour_logprobs: list[torch.Tensor] = []  # T tensors of shape (B,)
+        self.target_logprobs: list[torch.Tensor] = []  # T tensors of shape (B,), if capture_target
+        self.target_entropy: list[torch.Tensor] = []  # T tensors of shape (B,), if capture_target
         self.temperatures: list[torch.Tensor] = []  # T tensors of shape (B,)
 
     def _record_sampled(self, sampled_ids: torch.Tensor) -> None:
-        if self._last_log_probs is not None:
-            picked = self._last_log_probs.gather(-1, sampled_ids.view(-1, 1)).squeeze(-1)  # (B,)
-            self.behaviour_logprobs.append(picked)
-            self._last_log_probs = None
+        if not self._pending:
+            return
+        index = sampled_ids.view(-1, 1)
+        self.behaviour_logprobs.append(self._pending[0].gather(-1, index).squeeze(-1))
+        if self.capture_target:
+            self.target_logprobs.append(self._pending[1].gather(-1, index).squeeze(-1))
+        self._pending = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         position = input_ids.shape[-1] - self.prompt_width
@@ -74,17 +88,26 @@ class EADLogitsProcessor(LogitsProcessor):
             self._record_sampled(input_ids[:, -1])
         positions = torch.full((scores.shape[0],), position, device=scores.device)
         tau = self.schedule.temperatures(positions, self.step)  # (B,) float32
-        tempered = scores.float() / tau.unsqueeze(-1)  # (B, V)
-        tempered = apply_top_k_top_p(tempered, self.top_k, self.top_p)
+        raw = scores.float()  # (B, V)
+        tempered = apply_top_k_top_p(raw / tau.unsqueeze(-1), self.top_k, self.top_p)
         log_probs = torch.log_softmax(tempered, dim=-1)
-        self._last_log_probs = log_probs
+        self._pending = [log_probs]
+        if self.capture_target:
+            target = torch.log_softmax(raw, dim=-1)
+            self._pending.append(target)
+            self.target_entropy.append(torch.special.entr(target.exp()).sum(dim=-1))  # entr(0) = 0, no NaN
         self.temperatures.append(tau)
         return log_probs
 
-    def finish(self, sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gather the final token's log-prob; return ``(behaviour_logprobs, temperatures)``, each ``(B, T)``."""
+    def finish(self, sequences: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gather the final token's log-probs; every capture stacked to ``(B, T)``."""
         self._record_sampled(sequences[:, -1])
-        return torch.stack(self.behaviour_logprobs, dim=1), torch.stack(self.temperatures, dim=1)
+        out = {"behaviour_logprobs": torch.stack(self.behaviour_logprobs, dim=1),
+               "temperatures": torch.stack(self.temperatures, dim=1)}
+        if self.capture_target:
+            out["target_logprobs"] = torch.stack(self.target_logprobs, dim=1)
+            out["target_entropy"] = torch.stack(self.target_entropy, dim=1)
+        return out
 
 
 @dataclass
@@ -99,6 +122,8 @@ class Rollouts:
     temperatures: torch.Tensor  # (B, T) float32 tau_t actually used, 0 on padding
     texts: list[str]  # decoded responses, special tokens removed
     finished: torch.Tensor  # (B,) bool: ended with EOS within the length budget
+    target_logprobs: torch.Tensor | None = None  # (B, T) log pi(y_t) at temperature 1, if captured
+    target_entropy: torch.Tensor | None = None  # (B, T) entropy of pi at temperature 1, if captured
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -116,6 +141,8 @@ class Rollouts:
             temperatures=self.temperatures[index],
             texts=[self.texts[i] for i in index.tolist()],
             finished=self.finished[index],
+            target_logprobs=None if self.target_logprobs is None else self.target_logprobs[index],
+            target_entropy=None if self.target_entropy is None else self.target_entropy[index],
         )
 
 
@@ -134,12 +161,13 @@ def _pad_to(tensor: torch.Tensor, width: int, value: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _sample_chunk(model, tokenizer, prompts, schedule, step, max_new_tokens, top_k, top_p) -> Rollouts:
+def _sample_chunk(model, tokenizer, prompts, schedule, step, max_new_tokens, top_k, top_p, capture_target) -> Rollouts:
     device = next(model.parameters()).device
     encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     prompt_ids = encoded["input_ids"].to(device)  # (B, P)
     prompt_mask = encoded["attention_mask"].to(device)
-    processor = EADLogitsProcessor(schedule, step, prompt_ids.shape[1], top_k=top_k, top_p=top_p)
+    processor = EADLogitsProcessor(schedule, step, prompt_ids.shape[1], top_k=top_k, top_p=top_p,
+                                   capture_target=capture_target)
     eos_ids = tokenizer.eos_token_id if isinstance(tokenizer.eos_token_id, list) else [tokenizer.eos_token_id]
     # An explicit config: the model's own generation_config (a Hub model's top_k=20, say)
     # must not add warpers after ours, or mu would not be the distribution we record.
@@ -159,7 +187,7 @@ def _sample_chunk(model, tokenizer, prompts, schedule, step, max_new_tokens, top
         logits_processor=LogitsProcessorList([processor]),
     )
     response_ids = sequences[:, prompt_ids.shape[1] :]  # (B, T)
-    behaviour_logprobs, temperatures = processor.finish(sequences)
+    captured = processor.finish(sequences)
     response_mask, finished = _response_mask(response_ids, eos_ids)
     texts = tokenizer.batch_decode(response_ids * response_mask + tokenizer.pad_token_id * (1 - response_mask), skip_special_tokens=True)
     return Rollouts(
@@ -167,10 +195,12 @@ def _sample_chunk(model, tokenizer, prompts, schedule, step, max_new_tokens, top
         prompt_mask=prompt_mask,
         response_ids=response_ids,
         response_mask=response_mask,
-        behaviour_logprobs=behaviour_logprobs * response_mask,
-        temperatures=temperatures * response_mask,
+        behaviour_logprobs=captured["behaviour_logprobs"] * response_mask,
+        temperatures=captured["temperatures"] * response_mask,
         texts=texts,
         finished=finished,
+        target_logprobs=captured["target_logprobs"] * response_mask if capture_target else None,
+        target_entropy=captured["target_entropy"] * response_mask if capture_target else None,
     )
 
 
@@ -191,6 +221,10 @@ def concat_rollouts(chunks: list[Rollouts], pad_token_id: int) -> Rollouts:
         temperatures=torch.cat([_pad_to(c.temperatures, response_width, 0.0) for c in chunks]),
         texts=[text for c in chunks for text in c.texts],
         finished=torch.cat([c.finished for c in chunks]),
+        target_logprobs=None if chunks[0].target_logprobs is None
+        else torch.cat([_pad_to(c.target_logprobs, response_width, 0.0) for c in chunks]),
+        target_entropy=None if chunks[0].target_entropy is None
+        else torch.cat([_pad_to(c.target_entropy, response_width, 0.0) for c in chunks]),
     )
 
 
@@ -205,6 +239,7 @@ def sample(
     top_p: float | None = None,
     batch_size: int = 256,
     seed: int | None = None,
+    capture_target: bool = False,
 ) -> Rollouts:
     """Sample one response per prompt (repeat a prompt n times for n samples).
 
@@ -216,6 +251,8 @@ def sample(
         top_k, top_p: optional truncation applied *after* the temperature (None = off).
         batch_size: rows per ``generate`` call.
         seed: if given, sample under ``torch.manual_seed(seed)`` without touching the caller's RNG stream.
+        capture_target: also record log pi(y_t) and the entropy of pi at temperature 1 from the
+            sampler's own logits (saves the trainer a forward pass; see ``algorithm.old_logprobs``).
 
     Returns:
         :class:`Rollouts` with one row per prompt.
@@ -229,7 +266,8 @@ def sample(
         if seed is not None:
             torch.manual_seed(seed)
         chunks = [
-            _sample_chunk(model, tokenizer, prompts[i : i + batch_size], schedule, step, max_new_tokens, top_k, top_p)
+            _sample_chunk(model, tokenizer, prompts[i : i + batch_size], schedule, step, max_new_tokens, top_k, top_p,
+                          capture_target)
             for i in range(0, len(prompts), batch_size)
         ]
     model.train(was_training)

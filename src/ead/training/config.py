@@ -108,6 +108,11 @@ class AlgorithmSection:
     """Cap weights at C, or drop tokens/responses whose ratio exceeds C."""
     importance_cap: float = 2.0
     """C, the truncation threshold."""
+    old_logprobs: Literal["auto", "recompute", "sampler"] = "auto"
+    """Where log pi_old (temperature 1) comes from: 'recompute' = a separate forward pass over the
+    batch; 'sampler' = captured from the sampler's own raw logits during generation (same weights,
+    no extra pass; equal up to float32 rounding); 'auto' = 'sampler' for float32 models, else 'recompute'
+    (in bf16 the KV-cached and full forward passes differ enough to matter)."""
     kl_coef: float = 0.0
     """Weight of the k3 KL penalty to the initial (reference) policy; 0 = no reference model kept."""
     entropy_coef: float = 0.0

@@ -50,6 +50,7 @@ def collect_rollouts(
     generation_batch_size: int,
     dynamic_sampling: bool,
     max_rounds: int,
+    capture_target: bool = False,
 ) -> tuple[RolloutBatch, int]:
     """Sample and grade until ``num_groups`` groups are kept; returns the batch and the new data position."""
     kept_rollouts: list[Rollouts] = []
@@ -64,7 +65,8 @@ def collect_rollouts(
         data_position += 1
         prompts = [p.prompt for p in problems for _ in range(samples_per_group)]
         rollouts = sample(model, tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
-                          top_k=top_k, top_p=top_p, batch_size=generation_batch_size)
+                          top_k=top_k, top_p=top_p, batch_size=generation_batch_size,
+                          capture_target=capture_target)
         grades, grade_stats = _grade(grader, [p for p in problems for _ in range(samples_per_group)], rollouts.texts)
         rewards = torch.tensor([g.reward for g in grades], dtype=torch.float32).view(num_groups, samples_per_group)
         correct = torch.tensor([g.correct for g in grades], dtype=torch.bool).view(num_groups, samples_per_group)

@@ -127,6 +127,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     grader = GraderPool(task.grader, timeout_s=config.grading.timeout_s, num_workers=config.grading.workers,
                         inline=config.grading.inline)
     bucket_edges = position_bucket_edges(config.sampling.max_new_tokens)
+    old_logprobs_from_sampler = config.algorithm.old_logprobs == "sampler" or (
+        config.algorithm.old_logprobs == "auto" and next(model.parameters()).dtype == torch.float32)
     progress = _progress_bar(config, initial=state.step)
 
     def run_eval(step: int) -> dict[str, float]:
@@ -149,7 +151,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 model, tokenizer, task, grader, behaviour_schedule, state.step, state.data_position,
                 config.train.prompts_per_step, config.train.samples_per_prompt, config.sampling.max_new_tokens,
                 config.sampling.top_k, config.sampling.top_p, config.sampling.generation_batch_size,
-                config.algorithm.dynamic_sampling, config.algorithm.max_sampling_rounds)
+                config.algorithm.dynamic_sampling, config.algorithm.max_sampling_rounds,
+                capture_target=old_logprobs_from_sampler)
             rollouts = batch.rollouts
             state.rollouts_consumed += int(batch.stats["responses_sampled"])
             rollout_seconds = time.perf_counter() - step_start
@@ -159,7 +162,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             if config.algorithm.overlong_filter:  # truncated responses have no verdict worth learning from
                 loss_mask = loss_mask * rollouts.finished.float().unsqueeze(1)
             # ---------------------------------------------------- 3. pi_old and importance weights
-            old_logprobs, old_entropy = old_policy_logprobs(model, rollouts, config.train.micro_batch_size)
+            if old_logprobs_from_sampler:
+                old_logprobs, old_entropy = rollouts.target_logprobs, rollouts.target_entropy
+            else:
+                old_logprobs, old_entropy = old_policy_logprobs(model, rollouts, config.train.micro_batch_size)
             weights, drift_stats = importance_and_drift(old_logprobs, rollouts.behaviour_logprobs,
                                                         rollouts.response_mask, settings)
             # ---------------------------------------------------- 4. update
