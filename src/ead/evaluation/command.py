@@ -1,0 +1,116 @@
+"""``ead eval``: defaults <- YAML (``--config``) <- explicit flags <- dotted overrides, validated into EvalConfig.
+
+Examples::
+
+    ead eval --model runs/demo --samples 16 --k 1 4 16
+    ead eval --model Qwen/Qwen2.5-Math-1.5B --dataset math500.jsonl --compare \\
+        data.prompt_template='{problem} Put your final answer in \\boxed{{}}.' max_new_tokens=3072
+    ead eval --model runs/demo --schedule fixed:tau=0.6 --schedule ead:unit=0.4,warmup_tokens=0
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+PAPER_BASELINES = [{"name": "fixed", "tau": 0.6}, {"name": "fixed", "tau": 1.0}, {"name": "fixed", "tau": 1.2}]
+"""The fixed temperatures the EAD paper compares against."""
+
+
+def parse_schedule_spec(text: str) -> dict[str, Any]:
+    """``"fixed:tau=0.6"`` -> ``{"name": "fixed", "tau": 0.6}``; ``"ead"`` -> ``{"name": "ead"}``."""
+    from ead.config import ConfigError
+
+    name, _, params = text.partition(":")
+    spec: dict[str, Any] = {"name": name.strip()}
+    for item in filter(None, (p.strip() for p in params.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--schedule {text!r}: expected name:key=value,key=value")
+        spec[key.strip()] = yaml.safe_load(value)
+    return spec
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="sampled evaluation (pass@k, maj@k, worst@k) of a model under one or more schedules",
+        description="Evaluate a model: n samples per problem under each schedule, graded in a sandbox; "
+                    "writes records (resumable), summary.json, pass_at_k.png and a table. Any EvalConfig "
+                    "field can be given as a dotted override, e.g. data.prompt_field=question grader_timeout_s=5.",
+    )
+    parser.add_argument("--config", help="YAML file of EvalConfig fields")
+    parser.add_argument("--model", help="HF id, save_pretrained dir, ead checkpoint or ead run dir")
+    parser.add_argument("--dataset", help="countdown | countdown-fork | a .jsonl/.parquet file | a Hub name")
+    parser.add_argument("--samples", "-n", type=int, help="samples per problem and schedule")
+    parser.add_argument("--k", type=int, nargs="+", help="k values for pass@k etc.")
+    parser.add_argument("--schedule", action="append", metavar="SPEC",
+                        help="name[:key=value,...], repeatable, e.g. fixed:tau=0.6 or ead:tau_max=1.2")
+    parser.add_argument("--compare", action="store_true",
+                        help="add the paper's comparison: fixed 0.6 / 1.0 / 1.2 and EAD (the training demo "
+                             "schedule for built-in tasks, the paper defaults otherwise)")
+    parser.add_argument("--num-problems", type=int, help="only the first N problems")
+    parser.add_argument("--output-dir", help="where records, summary and plots go")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted evaluation in --output-dir")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="EvalConfig key=value overrides (dotted for nested dicts)")
+    parser.set_defaults(func=run)
+
+
+def _read_yaml(path: str | None) -> dict[str, Any]:
+    from pathlib import Path
+
+    from ead.config import ConfigError
+
+    if path is None:
+        return {}
+    if not Path(path).is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of EvalConfig fields")
+    return data
+
+
+def build_config(args: argparse.Namespace):
+    """The validated :class:`~ead.evaluation.runner.EvalConfig`: defaults <- YAML <- flags <- overrides."""
+    from ead.config import load_config
+    from ead.evaluation.runner import BUILTIN_TASKS, EvalConfig
+
+    data = _read_yaml(args.config)
+    flags = {"model": args.model, "dataset": args.dataset, "samples": args.samples, "k": args.k,
+             "num_problems": args.num_problems, "output_dir": args.output_dir}
+    data.update({key: value for key, value in flags.items() if value is not None})
+    if args.resume:
+        data["resume"] = True
+    if args.no_progress:
+        data["progress"] = False
+    if "samples" in data and "k" not in data:  # keep the default k values that fit
+        default_k = EvalConfig.__dataclass_fields__["k"].default_factory()
+        data["k"] = [k for k in default_k if k <= data["samples"]] or [data["samples"]]
+    schedules = [parse_schedule_spec(s) for s in args.schedule or []]
+    if args.compare:
+        if data.get("dataset", "countdown") in BUILTIN_TASKS:
+            from ead.training.config import DEMO_EAD_SCHEDULE
+
+            ead = dict(DEMO_EAD_SCHEDULE)
+        else:
+            ead = {"name": "ead"}
+        schedules = PAPER_BASELINES + [ead] + [s for s in schedules if s not in PAPER_BASELINES + [ead]]
+    if schedules:
+        data["schedules"] = schedules
+    return load_config(EvalConfig, None, args.overrides, base=data)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ead.evaluation.runner import run_eval
+
+    config = build_config(args)
+    run_eval(config)
+    print(f"records and plots: {config.output_dir}")
+    return 0

@@ -1,0 +1,386 @@
+"""``ead eval``: sample n responses per problem under one or more schedules, grade, score, report.
+
+Reads top to bottom as: resolve config -> load model and problems -> for each block of
+problems and each schedule: sample, grade, append a record -> summarise -> plot -> print.
+
+Reproducible and resumable:
+
+* every block of ``problems_per_batch`` problems is sampled under its own seed, derived
+  from ``(seed, the block's problem uids)`` (not from what ran before), and all schedules
+  use that same seed (common random numbers make the comparison less noisy);
+* records are appended to ``records/<schedule>.jsonl`` and flushed as each problem
+  finishes; a rerun with ``resume`` skips problems already recorded, so a killed
+  evaluation continues where it stopped and ends with the same records and summary
+  as an uninterrupted one (same device, same problem list, same ``problems_per_batch``);
+* the summary is computed from the records, in problem-list order.
+
+Output directory::
+
+    config.json            requested and resolved config (a resume must match it, see RESUME_KEYS)
+    records/<label>.jsonl  one line per problem: samples, answers, correctness, log-prob summary
+    summary.json           per schedule: metrics with bootstrap CIs, pass@N / maj@N curves
+    pass_at_k.png          pass@k against k, one line per schedule
+    comparison.png         maj@N and pass@N for N = 1..n (only with several schedules)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ead.config import ConfigError, require
+from ead.schedules import ScheduleError, schedule_from_dict
+from ead.tasks.base import Grader, Problem
+
+__all__ = ["EvalConfig", "run_eval", "schedule_label", "resolve_model_path", "problem_seed", "read_records"]
+
+BUILTIN_TASKS = ("countdown", "countdown-fork")
+# Must match between a run and its resume: they change what gets sampled or how it is graded.
+RESUME_KEYS = ("model", "dataset", "data", "countdown", "grader", "grader_options", "samples", "schedules", "step",
+               "max_new_tokens", "top_k", "top_p", "problems_per_batch", "generation_batch_size", "seed", "dtype")
+
+
+@dataclass
+class EvalConfig:
+    """Everything ``ead eval`` does; each field documented once."""
+
+    model: str | None = None
+    """HF model id or directory: a ``save_pretrained`` dir, an ead checkpoint (``.../step_N`` with
+    ``model/``) or an ead run dir (its latest checkpoint). None: the built-in warm-started tiny
+    model (built-in tasks only)."""
+    dataset: str = "countdown"
+    """``countdown`` / ``countdown-fork`` (built-in held-out split), or a .jsonl/.json/.parquet file or Hub name."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """For files: :class:`ead.data.DataSpec` fields (prompt_field, answer_field, prompt_template, ...)."""
+    countdown: dict[str, Any] = field(default_factory=dict)
+    """For built-in tasks: overrides of :class:`ead.tasks.countdown.CountdownConfig` (eval_size, ...)."""
+    grader: str | None = None
+    """Registry name or ``module:function``; None: the task's own grader (``math`` for files)."""
+    grader_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options for the grader factory."""
+    num_problems: int | None = None
+    """Evaluate only the first N problems; None: all."""
+    samples: int = 16
+    """n: responses sampled per problem and schedule."""
+    k: list[int] = field(default_factory=lambda: [1, 4, 16])
+    """k values for pass@k, worst@k, mean@k, maj@k (each <= samples)."""
+    schedules: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "fixed", "tau": 1.0}])
+    """Schedules to compare, e.g. ``[{name: fixed, tau: 0.6}, {name: ead, tau_max: 1.2}]``."""
+    step: int | None = None
+    """Global step fed to the schedule (EAD's D_s); None: the checkpoint's step (``step_N``), else 0."""
+    max_new_tokens: int | None = None
+    """Response budget in tokens; None: the built-in task's longest answer + 1, or 1024 for files."""
+    top_k: int | None = None
+    """Optional top-k after the temperature."""
+    top_p: float | None = None
+    """Optional nucleus threshold after the temperature."""
+    problems_per_batch: int = 1
+    """Problems sampled together (one seed per block); larger is faster on GPUs, changes the samples."""
+    generation_batch_size: int = 256
+    """Rows per ``generate`` call."""
+    seed: int = 0
+    """Base seed; each block's seed is derived from it and the block's uids."""
+    device: str = "auto"
+    """'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ..."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Model weights dtype (temperatures and log-probs are float32 regardless)."""
+    num_threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
+    grader_timeout_s: float = 10.0
+    """Per-response grading limit; a call past it is killed, counted and scores 0."""
+    grader_workers: int = 1
+    """Grader worker processes."""
+    grader_inline: bool = False
+    """Grade in this process (debugging; exceptions contained, no timeout)."""
+    bootstrap_resamples: int = 1000
+    """Bootstrap resamples over problems for the confidence intervals."""
+    confidence: float = 0.95
+    """Confidence level of the intervals."""
+    output_dir: str = "runs/eval"
+    """Where records, summary and plots go."""
+    resume: bool = False
+    """Continue an interrupted evaluation in output_dir (otherwise existing records are an error)."""
+    progress: bool = True
+    """Show a progress bar."""
+    warm_start_cache: str | None = None
+    """Cache of the built-in tiny model (None: ``$EAD_CACHE_DIR`` or ``~/.cache/ead``)."""
+
+    def __post_init__(self) -> None:
+        require(self.samples >= 1, "samples", "must be >= 1")
+        require(len(self.k) > 0 and all(1 <= k <= self.samples for k in self.k), "k",
+                f"values must be in [1, samples={self.samples}], got {self.k}")
+        require(len(self.schedules) > 0, "schedules", "must list at least one schedule")
+        for i, spec in enumerate(self.schedules):
+            try:
+                schedule_from_dict(spec)
+            except ScheduleError as exc:
+                raise ConfigError(f"schedules[{i}]: {exc}") from None
+        labels = [schedule_label(s) for s in self.schedules]
+        require(len(set(labels)) == len(labels), "schedules", f"must be distinct, got {labels}")
+        require(self.num_problems is None or self.num_problems >= 1, "num_problems", "must be >= 1")
+        require(self.step is None or self.step >= 0, "step", "must be >= 0")
+        require(self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
+        require(self.top_k is None or self.top_k >= 1, "top_k", "must be >= 1 or null")
+        require(self.top_p is None or 0 < self.top_p <= 1, "top_p", "must be in (0, 1] or null")
+        require(self.problems_per_batch >= 1, "problems_per_batch", "must be >= 1")
+        require(self.generation_batch_size >= 1, "generation_batch_size", "must be >= 1")
+        require(self.grader_timeout_s > 0, "grader_timeout_s", "must be > 0")
+        require(self.grader_workers >= 1, "grader_workers", "must be >= 1")
+        require(self.bootstrap_resamples >= 1, "bootstrap_resamples", "must be >= 1")
+        require(0 < self.confidence < 1, "confidence", "must be in (0, 1)")
+        require(self.model is not None or self.dataset in BUILTIN_TASKS, "model",
+                "is required for file datasets (the built-in model only knows Countdown)")
+
+
+def schedule_label(spec: dict[str, Any]) -> str:
+    """Short unique name: ``fixed(tau=0.6)``, ``ead``, ``ead(tau_max=1.4,unit=0.4)``."""
+    params = {k: v for k, v in spec.items() if k != "name"}
+    if not params:
+        return str(spec["name"])
+    return f"{spec['name']}(" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in sorted(params.items())) + ")"
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", label).strip("_")
+
+
+def problem_seed(seed: int, uids: list[str]) -> int:
+    """Seed of one block of problems: a hash of the base seed and the block's uids (63 bits)."""
+    digest = hashlib.sha256(f"{seed}|{'|'.join(uids)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def resolve_model_path(model: str) -> tuple[str, int | None]:
+    """``(path loadable by from_pretrained, training step or None)`` for a model argument.
+
+    Accepts a ``save_pretrained`` directory (has ``config.json``), an ead checkpoint
+    (``step_N/model/``), an ead run directory (``checkpoints/latest``), or a Hub id.
+    """
+    path = Path(model)
+    if not path.is_dir():
+        return model, None  # a Hub id (or a typo, which from_pretrained reports)
+    if (path / "checkpoints" / "latest").is_file():
+        path = path / "checkpoints" / (path / "checkpoints" / "latest").read_text().strip()
+    match = re.fullmatch(r"step_(\d+)", path.name)
+    step = int(match.group(1)) if match else None
+    for candidate in (path, path / "model"):
+        if (candidate / "config.json").is_file():
+            return str(candidate), step
+    raise ConfigError(f"model: {model} has no config.json, model/config.json or checkpoints/latest")
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Complete records of a JSONL file; a torn last line (killed mid-write) is cut off the file."""
+    if not path.exists():
+        return []
+    records, good_bytes = [], 0
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+            good_bytes += len(line)
+    if good_bytes != path.stat().st_size:
+        with open(path, "r+b") as f:
+            f.truncate(good_bytes)
+    return records
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def _load_problems_and_grader(config: EvalConfig, tokenizer: Any) -> tuple[list[Problem], Grader, int, str | None]:
+    """Problems, grader, default max_new_tokens and the built-in task name (None for files)."""
+    from ead.grading.registry import build_grader
+
+    if config.dataset in BUILTIN_TASKS:
+        from ead.tasks.countdown import PRESETS, CountdownConfig, CountdownConfigError, CountdownTask
+
+        try:
+            task_config = CountdownConfig.from_dict({**PRESETS[config.dataset].to_dict(), **config.countdown})
+        except CountdownConfigError as exc:
+            raise ConfigError(f"countdown: {exc}") from None
+        task = CountdownTask(task_config)
+        problems, grader, budget = task.eval_problems(), task.grader, task.max_response_chars + 1
+        builtin: str | None = config.dataset
+    else:
+        from ead.data import DataError, DataSpec, load_problems
+
+        try:
+            problems = load_problems(DataSpec(path=config.dataset, **config.data), tokenizer).problems
+        except (DataError, TypeError) as exc:
+            raise ConfigError(f"dataset: {exc}") from None
+        grader, budget, builtin = build_grader("math"), 1024, None
+    if config.grader is not None:
+        grader = build_grader(config.grader, **config.grader_options)
+    return problems[: config.num_problems], grader, budget, builtin
+
+
+def _load_model(config: EvalConfig, builtin: str | None):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if config.model is None:
+        from ead.modeling.warmstart import warm_start
+        from ead.tasks.countdown import PRESETS, CountdownConfig, CountdownTask
+
+        task = CountdownTask(CountdownConfig.from_dict({**PRESETS[builtin].to_dict(), **config.countdown}))
+        path, step = str(warm_start(task, config.warm_start_cache, num_threads=config.num_threads)), None
+    else:
+        path, step = resolve_model_path(config.model)
+    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if config.device == "auto" else config.device)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:  # left padding with eos is fine for causal LMs
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    return model, tokenizer, path, step
+
+
+def _check_output_dir(config: EvalConfig) -> Path:
+    """Refuse to mix runs: existing records need ``resume`` and the same sampling-relevant fields."""
+    out = Path(config.output_dir)
+    records_dir = out / "records"
+    has_records = records_dir.is_dir() and any(p.stat().st_size > 0 for p in records_dir.glob("*.jsonl"))
+    if has_records and not config.resume:
+        raise ConfigError(f"output_dir {out} already has records: pass --resume to continue, or use another dir")
+    if has_records and (out / "config.json").exists():
+        saved = json.loads((out / "config.json").read_text())
+        changed = [key for key in RESUME_KEYS if saved.get("requested", {}).get(key) != asdict(config).get(key)]
+        if changed:
+            raise ConfigError(f"cannot resume in {out}: {changed} differ from the saved config.json")
+    return out
+
+
+def _save_config(out: Path, config: EvalConfig, resolved: dict[str, Any]) -> None:
+    """Write ``config.json``; on resume the resolved values (model path, step, budget) must match too."""
+    path = out / "config.json"
+    if config.resume and path.exists():
+        saved = json.loads(path.read_text()).get("resolved", {})
+        changed = [key for key in resolved if key in saved and saved[key] != resolved[key]]
+        if changed:
+            raise ConfigError(f"cannot resume in {out}: resolved {changed} differ from the saved config.json")
+    (out / "records").mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"requested": asdict(config), "resolved": resolved}, indent=2, sort_keys=True) + "\n")
+
+
+# ----------------------------------------------------------------------------- per-problem record
+
+
+def _record(problem: Problem, label: str, seed: int, rows: Any, grades: list, ks: list[int]) -> dict[str, Any]:
+    """One problem's JSON line from its n rollout rows and grades."""
+    from ead.metrics import problem_metrics
+
+    mask = rows.response_mask.float()  # (n, T)
+    lengths = mask.sum(dim=1)  # (n,)
+    logprob_sum = (rows.behaviour_logprobs * mask).sum(dim=1)  # (n,) log mu(y), float32
+    mean_tau = (rows.temperatures * mask).sum(dim=1) / lengths.clamp(min=1)  # (n,)
+    correct = [bool(g.correct) for g in grades]
+    keys = [g.answer_key for g in grades]
+    return {
+        "uid": problem.uid,
+        "schedule": label,
+        "seed": seed,
+        "prompt": problem.prompt,
+        "answer": problem.answer,
+        "samples": list(rows.texts),
+        "answer_keys": keys,
+        "correct": correct,
+        "rewards": [float(g.reward) for g in grades],
+        "grade_errors": [g.info.get("error") for g in grades],
+        "lengths": [int(x) for x in lengths.tolist()],
+        "finished": [bool(x) for x in rows.finished.tolist()],
+        "behaviour_logprob": {
+            "sum": [round(float(x), 5) for x in logprob_sum.tolist()],
+            "per_token": [round(float(s / max(n, 1.0)), 5) for s, n in zip(logprob_sum.tolist(), lengths.tolist())],
+        },
+        "mean_temperature": [round(float(x), 5) for x in mean_tau.tolist()],
+        "metrics": problem_metrics(correct, keys, ks),
+    }
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def run_eval(config: EvalConfig) -> dict[str, Any]:
+    """Run (or resume) an evaluation; returns the summary also written to ``summary.json``."""
+    import torch
+
+    from ead.evaluation.report import print_tables, summarize, write_plots
+    from ead.grading.sandbox import GraderPool
+    from ead.sampling import sample
+
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+
+    # -- setup: output dir, model, problems, grader ---------------------------------------------
+    out = _check_output_dir(config)
+    builtin = config.dataset if config.dataset in BUILTIN_TASKS else None
+    model, tokenizer, model_path, ckpt_step = _load_model(config, builtin)
+    problems, grader, default_budget, _ = _load_problems_and_grader(config, tokenizer)
+    step = config.step if config.step is not None else (ckpt_step or 0)
+    max_new_tokens = config.max_new_tokens or default_budget
+    resolved = {"model_path": model_path, "step": step, "max_new_tokens": max_new_tokens}
+    _save_config(out, config, resolved)
+    labels = [schedule_label(s) for s in config.schedules]
+    schedules = [schedule_from_dict(s) for s in config.schedules]
+    files = {label: out / "records" / f"{_slug(label)}.jsonl" for label in labels}
+    done = {label: {r["uid"] for r in read_records(files[label])} for label in labels}
+
+    # -- sample and grade, block by block; every finished problem is appended at once ------------
+    blocks = [problems[i : i + config.problems_per_batch] for i in range(0, len(problems), config.problems_per_batch)]
+    todo = sum(1 for b in blocks for p in b for label in labels if p.uid not in done[label])
+    progress = None
+    if config.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=len(problems) * len(labels), initial=len(problems) * len(labels) - todo,
+                        desc="ead eval", unit="problem", dynamic_ncols=True)
+    grade_stats = {"errors": 0, "timeouts": 0}
+    with GraderPool(grader, timeout_s=config.grader_timeout_s, num_workers=config.grader_workers,
+                    inline=config.grader_inline) as pool:
+        for block in blocks:
+            seed = problem_seed(config.seed, [p.uid for p in block])
+            for label, schedule in zip(labels, schedules):
+                missing = [p for p in block if p.uid not in done[label]]
+                if not missing:
+                    continue
+                prompts = [p.prompt for p in block for _ in range(config.samples)]
+                rollouts = sample(model, tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
+                                  top_k=config.top_k, top_p=config.top_p,
+                                  batch_size=config.generation_batch_size, seed=seed)
+                rows = [(p, list(range(i * config.samples, (i + 1) * config.samples)))
+                        for i, p in enumerate(block) if p.uid not in done[label]]
+                flat = [i for _, idx in rows for i in idx]
+                grades, stats = pool.grade_batch([p for p, idx in rows for _ in idx],
+                                                 [rollouts.texts[i] for i in flat])
+                for key in grade_stats:
+                    grade_stats[key] += int(stats[key])
+                with open(files[label], "a", encoding="utf-8") as f:
+                    for j, (problem, idx) in enumerate(rows):
+                        group = grades[j * config.samples : (j + 1) * config.samples]
+                        record = _record(problem, label, seed, rollouts.select(idx), group, config.k)
+                        f.write(json.dumps(record) + "\n")
+                        f.flush()
+                        done[label].add(problem.uid)
+                        if progress is not None:
+                            progress.update(1)
+    if progress is not None:
+        progress.close()
+
+    # -- summarise from the records (identical whether or not the run was interrupted) ----------
+    order = {p.uid: i for i, p in enumerate(problems)}
+    records = {label: sorted((r for r in read_records(files[label]) if r["uid"] in order), key=lambda r: order[r["uid"]])
+               for label in labels}
+    summary = summarize(records, config, {**asdict(config), **resolved})
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_plots(summary, out)
+    print_tables(summary, grade_stats)
+    return summary
