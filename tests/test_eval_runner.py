@@ -71,6 +71,9 @@ def test_records_summary_and_plots(tiny_model_dir, dataset, tmp_path):
     assert all(lp <= 0 for lp in first["behaviour_logprob"]["sum"])
     assert first["seed"] == problem_seed(0, ["sums:1", "sums:2"])  # block of problems_per_batch=2
     assert first["mean_temperature"] == [1.0, 1.0, 1.0]
+    # at a fixed temperature of 1 the behaviour policy is the target policy
+    assert first["behaviour_logprob"]["sum"] == pytest.approx(first["target_logprob"]["sum"], abs=1e-3)
+    assert all(h > 0 for h in first["target_entropy_per_token"])
     ead = read_records(tmp_path / "records" / "ead_unit=0.2_warmup_tokens=1.jsonl")[0]
     assert all(t != 1.0 for t, n in zip(ead["mean_temperature"], ead["lengths"]) if n > 1)  # annealed after t=0
     assert (tmp_path / "pass_at_k.png").stat().st_size > 0 and (tmp_path / "comparison.png").stat().st_size > 0

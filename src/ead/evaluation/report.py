@@ -49,6 +49,10 @@ def _schedule_summary(records: list[dict[str, Any]], ks: list[int], n: int, resa
         "behaviour_logprob_per_token_mean": float(np.mean([x for r in records for x in r["behaviour_logprob"]["per_token"]]))
         if records else float("nan"),
         "mean_temperature": float(np.mean(flat("mean_temperature"))) if records else float("nan"),
+        "target_logprob_per_token_mean": float(np.mean([x for r in records for x in r["target_logprob"]["per_token"]]))
+        if records and "target_logprob" in records[0] else None,
+        "target_entropy_per_token_mean": float(np.mean(flat("target_entropy_per_token")))
+        if records and "target_entropy_per_token" in records[0] else None,
         "grade_errors": sum(not e.startswith("timeout") for e in errors),
         "grade_timeouts": sum(e.startswith("timeout") for e in errors),
     }

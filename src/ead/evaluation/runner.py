@@ -25,6 +25,7 @@ Output directory::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -212,6 +213,10 @@ def _load_problems_and_grader(config: EvalConfig, tokenizer: Any) -> tuple[list[
     else:
         from ead.data import DataError, DataSpec, load_problems
 
+        allowed = {f.name for f in dataclasses.fields(DataSpec)} - {"path"}
+        unknown = sorted(set(config.data) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown data field(s) {[f'data.{k}' for k in unknown]}; allowed: {sorted(allowed)}")
         try:
             problems = load_problems(DataSpec(path=config.dataset, **config.data), tokenizer).problems
         except (DataError, TypeError) as exc:
@@ -302,8 +307,24 @@ def _record(problem: Problem, label: str, seed: int, rows: Any, grades: list, ks
             "per_token": [round(float(s / max(n, 1.0)), 5) for s, n in zip(logprob_sum.tolist(), lengths.tolist())],
         },
         "mean_temperature": [round(float(x), 5) for x in mean_tau.tolist()],
+        **_target_summary(rows, mask, lengths),
         "metrics": problem_metrics(correct, keys, ks),
     }
+
+
+def _target_summary(rows: Any, mask: Any, lengths: Any) -> dict[str, Any]:
+    """log pi(y) at temperature 1 and pi's entropy per token, when the sampler captured them."""
+    if getattr(rows, "target_logprobs", None) is None:
+        return {}
+    target_sum = (rows.target_logprobs * mask).sum(dim=1)  # (n,)
+    out: dict[str, Any] = {"target_logprob": {
+        "sum": [round(float(x), 5) for x in target_sum.tolist()],
+        "per_token": [round(float(s / max(n, 1.0)), 5) for s, n in zip(target_sum.tolist(), lengths.tolist())],
+    }}
+    if getattr(rows, "target_entropy", None) is not None:
+        entropy = (rows.target_entropy * mask).sum(dim=1) / lengths.clamp(min=1)  # (n,)
+        out["target_entropy_per_token"] = [round(float(x), 5) for x in entropy.tolist()]
+    return out
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -355,7 +376,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
                 prompts = [p.prompt for p in block for _ in range(config.samples)]
                 rollouts = sample(model, tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
                                   top_k=config.top_k, top_p=config.top_p,
-                                  batch_size=config.generation_batch_size, seed=seed)
+                                  batch_size=config.generation_batch_size, seed=seed, capture_target=True)
                 rows = [(p, list(range(i * config.samples, (i + 1) * config.samples)))
                         for i, p in enumerate(block) if p.uid not in done[label]]
                 flat = [i for _, idx in rows for i in idx]
