@@ -51,8 +51,16 @@ def collect_rollouts(
     dynamic_sampling: bool,
     max_rounds: int,
     capture_target: bool = False,
+    shard=None,
 ) -> tuple[RolloutBatch, int]:
-    """Sample and grade until ``num_groups`` groups are kept; returns the batch and the new data position."""
+    """Sample and grade until ``num_groups`` groups are kept; returns the batch and the new data position.
+
+    ``shard`` (data-parallel runs) picks this process's share of each batch of problems; ``num_groups``
+    is then the global count and this process keeps up to its share.
+    """
+    shard = shard or (lambda items: items)
+    global_groups = num_groups
+    num_groups = len(shard(list(range(global_groups))))
     kept_rollouts: list[Rollouts] = []
     kept_problems: list[Problem] = []
     kept_rewards: list[torch.Tensor] = []
@@ -61,7 +69,7 @@ def collect_rollouts(
               "reward_sum": 0.0, "correct_sum": 0.0}
     rounds = max_rounds if dynamic_sampling else 1
     for _ in range(rounds):
-        problems = task.train_batch(data_position, num_groups)
+        problems = shard(task.train_batch(data_position, global_groups))
         data_position += 1
         prompts = [p.prompt for p in problems for _ in range(samples_per_group)]
         rollouts = sample(model, tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,

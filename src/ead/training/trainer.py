@@ -39,6 +39,7 @@ from ead.training.checkpoint import (
     save_checkpoint,
 )
 from ead.training.config import TrainConfig
+from ead.training.distributed import setup_distributed
 from ead.training.logger import MetricsLogger
 from ead.training.periodic_eval import evaluate_policy
 from ead.training.rollout import collect_rollouts
@@ -89,8 +90,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     checkpoint_dir = run_dir / "checkpoints"
     if config.model.num_threads:
         torch.set_num_threads(config.model.num_threads)
-    seed_everything(config.train.seed)
-    device = resolve_device(config.model.device)
+    dist, dist_device = setup_distributed(config.model.device)  # single process: a no-op
+    if config.train.prompts_per_step % dist.world_size:
+        raise ValueError(f"train.prompts_per_step ({config.train.prompts_per_step}) must be divisible by the "
+                         f"number of processes ({dist.world_size})")
+    seed_everything(config.train.seed + dist.rank)  # each process samples its own responses
+    device = dist_device or resolve_device(config.model.device)
     task: Task = build_task(config.task, config.model)
     resume_from = latest_checkpoint(checkpoint_dir) if resume else None
     model, tokenizer = load_policy(config.model, config.task, device, weights_from=resume_from)
@@ -99,6 +104,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         ref_model, _ = load_policy(config.model, config.task, device)  # the reference is the initial policy
         ref_model.eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    model, optimizer = dist.prepare(model, optimizer)  # DDP wrapper when data-parallel
+    policy = dist.unwrap(model)  # the plain module: sampling, evaluation, saving
     warmup = config.train.warmup_steps
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: min(1.0, (u + 1) / warmup) if warmup else 1.0)
     behaviour_schedule = schedule_from_dict(config.sampling.schedule)
@@ -111,7 +118,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         importance_level=config.algorithm.importance_level, importance_mode=config.algorithm.importance_mode,
         importance_cap=config.algorithm.importance_cap, kl_coef=config.algorithm.kl_coef,
         entropy_coef=config.algorithm.entropy_coef, ppo_epochs=config.train.ppo_epochs,
-        mini_batch_size=config.train.mini_batch_size, micro_batch_size=config.train.micro_batch_size,
+        updates_per_epoch=-(-config.train.prompts_per_step * config.train.samples_per_prompt // config.train.mini_batch_size),
+        micro_batch_size=config.train.micro_batch_size,
         max_grad_norm=config.train.max_grad_norm,
     )
     state = LoopState()
@@ -119,42 +127,56 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         saved = load_trainer_state(resume_from)
         optimizer.load_state_dict(saved["optimizer"])
         lr_scheduler.load_state_dict(saved["lr_scheduler"])
-        restore_rng_state(saved["rng"])
+        restore_rng_state(saved["rng"][dist.rank])
         state = LoopState(**saved["loop"])
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    logger = MetricsLogger(run_dir, config.output.tensorboard, config.output.wandb_project,
-                           config_to_dict(config), resume_step=state.step if resume_from is not None else None)
+    logger = None
+    if dist.is_main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        logger = MetricsLogger(run_dir, config.output.tensorboard, config.output.wandb_project,
+                               config_to_dict(config), resume_step=state.step if resume_from is not None else None)
     grader = GraderPool(task.grader, timeout_s=config.grading.timeout_s, num_workers=config.grading.workers,
                         inline=config.grading.inline)
     bucket_edges = position_bucket_edges(config.sampling.max_new_tokens)
     old_logprobs_from_sampler = config.algorithm.old_logprobs == "sampler" or (
         config.algorithm.old_logprobs == "auto" and next(model.parameters()).dtype == torch.float32)
-    progress = _progress_bar(config, initial=state.step)
+    progress = _progress_bar(config, initial=state.step) if dist.is_main else None
 
     def run_eval(step: int) -> dict[str, float]:
-        return evaluate_policy(model, tokenizer, eval_problems, grader, eval_schedule, config.eval.samples,
-                               config.eval.k, config.sampling.max_new_tokens, config.sampling.generation_batch_size,
-                               seed=config.train.seed + 1_000_003 * (step + 1), step=step)
+        """Rank 0 evaluates the held-out set; other processes wait."""
+        metrics = {}
+        if dist.is_main:
+            metrics = evaluate_policy(policy, tokenizer, eval_problems, grader, eval_schedule, config.eval.samples,
+                                      config.eval.k, config.sampling.max_new_tokens,
+                                      config.sampling.generation_batch_size,
+                                      seed=config.train.seed + 1_000_003 * (step + 1), step=step)
+        dist.barrier()
+        return metrics
 
     def checkpoint() -> None:
-        trainer_state = {"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
-                         "rng": capture_rng_state(), "loop": vars(state).copy(), "config": config_to_dict(config)}
-        save_checkpoint(checkpoint_dir, state.step, model, tokenizer, trainer_state, keep=config.output.keep_checkpoints)
+        rng_states = dist.gather_objects(capture_rng_state())  # one per process, restored by rank
+        dist.check_replicas_in_sync(policy)
+        if dist.is_main:
+            trainer_state = {"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
+                             "rng": rng_states, "loop": vars(state).copy(), "config": config_to_dict(config)}
+            save_checkpoint(checkpoint_dir, state.step, policy, tokenizer, trainer_state,
+                            keep=config.output.keep_checkpoints)
+        dist.barrier()
 
     try:
         if state.step == 0 and config.eval.every and config.eval.at_start:
-            logger.log(0, {"rollouts_consumed": 0, **run_eval(0)})
+            eval_metrics = run_eval(0)
+            if logger is not None:
+                logger.log(0, {"rollouts_consumed": 0, **eval_metrics})
         while state.step < config.train.steps:
             step_start = time.perf_counter()
             # ---------------------------------------------------- 1. rollout
             batch, state.data_position = collect_rollouts(
-                model, tokenizer, task, grader, behaviour_schedule, state.step, state.data_position,
+                policy, tokenizer, task, grader, behaviour_schedule, state.step, state.data_position,
                 config.train.prompts_per_step, config.train.samples_per_prompt, config.sampling.max_new_tokens,
                 config.sampling.top_k, config.sampling.top_p, config.sampling.generation_batch_size,
                 config.algorithm.dynamic_sampling, config.algorithm.max_sampling_rounds,
-                capture_target=old_logprobs_from_sampler)
+                capture_target=old_logprobs_from_sampler, shard=dist.shard)
             rollouts = batch.rollouts
-            state.rollouts_consumed += int(batch.stats["responses_sampled"])
             rollout_seconds = time.perf_counter() - step_start
             # ---------------------------------------------------- 2. advantages
             advantages = compute_advantages(batch.rewards, config.algorithm.advantage).flatten()  # (B,)
@@ -165,20 +187,20 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             if old_logprobs_from_sampler:
                 old_logprobs, old_entropy = rollouts.target_logprobs, rollouts.target_entropy
             else:
-                old_logprobs, old_entropy = old_policy_logprobs(model, rollouts, config.train.micro_batch_size)
+                old_logprobs, old_entropy = old_policy_logprobs(policy, rollouts, config.train.micro_batch_size)
             weights, drift_stats = importance_and_drift(old_logprobs, rollouts.behaviour_logprobs,
                                                         rollouts.response_mask, settings)
             # ---------------------------------------------------- 4. update
             update_start = time.perf_counter()
             update_stats = ppo_update(model, optimizer, lr_scheduler, rollouts, loss_mask, advantages, old_logprobs,
-                                      weights, ref_model, settings)
+                                      weights, ref_model, settings, dist)
             state.step += 1
             # ---------------------------------------------------- 5. log
             step_seconds = time.perf_counter() - step_start
             mask = rollouts.response_mask.bool()
             generated_tokens = float(rollouts.response_mask.sum())
             metrics: dict[str, Any] = {
-                "rollouts_consumed": state.rollouts_consumed,
+                "sampling/responses": batch.stats["responses_sampled"],
                 "reward/mean": batch.stats["reward_sum"] / batch.stats["responses_sampled"],
                 "reward/correct_frac": batch.stats["correct_sum"] / batch.stats["responses_sampled"],
                 "reward/group_solved_frac": float(batch.correct.any(dim=1).float().mean()),
@@ -199,10 +221,14 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 "time/update_s": time.perf_counter() - update_start,
                 "throughput/tokens_per_s": generated_tokens / max(rollout_seconds, 1e-9),
             }
+            metrics = dist.reduce_metrics(metrics)  # averages over processes; counts add up
+            state.rollouts_consumed += int(metrics["sampling/responses"])
+            metrics = {"rollouts_consumed": state.rollouts_consumed, "processes": dist.world_size, **metrics}
             is_last = state.step == config.train.steps
             if config.eval.every and (state.step % config.eval.every == 0 or is_last):
                 metrics.update(run_eval(state.step))
-            logger.log(state.step, metrics)
+            if logger is not None:
+                logger.log(state.step, metrics)
             _advance(progress, metrics)
             # ---------------------------------------------------- 6. save
             if is_last or (config.output.save_every and state.step % config.output.save_every == 0):
@@ -213,10 +239,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     finally:
         # ------------------------------------------------------------------ cleanup
         grader.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
         if progress is not None:
             progress.close()
-    _write_plots(run_dir)
+    if dist.is_main:
+        _write_plots(run_dir)
     return run_dir
 
 

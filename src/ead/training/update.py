@@ -35,7 +35,7 @@ class UpdateSettings:
     kl_coef: float
     entropy_coef: float
     ppo_epochs: int
-    mini_batch_size: int
+    updates_per_epoch: int  # optimiser steps per pass over the batch: global batch / mini-batch size
     micro_batch_size: int
     max_grad_norm: float
 
@@ -75,6 +75,7 @@ def ppo_update(
     importance_weights: torch.Tensor | None,
     ref_model,
     settings: UpdateSettings,
+    dist=None,
 ) -> dict[str, float]:
     """Run ``ppo_epochs`` passes of mini-batch updates over the batch; return averaged statistics.
 
@@ -84,7 +85,13 @@ def ppo_update(
         advantages: ``(B,)`` one advantage per response.
         old_logprobs: ``(B, T)`` log pi_old at temperature 1.
         importance_weights: ``(B, T)`` TIS weights or None (on-policy).
+        dist: :class:`~ead.training.distributed.Distributed` when running data-parallel; every
+            process then makes the same number of optimiser steps (``updates_per_epoch``), whatever
+            its number of rows, so the gradient all-reduces line up.
     """
+    from ead.training.distributed import Distributed
+
+    dist = dist or Distributed()
     device = next(model.parameters()).device
     model.train()
     num_rows = rollouts.response_ids.shape[0]
@@ -93,13 +100,17 @@ def ppo_update(
     updates = 0
     for _ in range(settings.ppo_epochs):
         order = torch.randperm(num_rows)  # global torch RNG: part of the checkpointed state
-        for mini_rows in _micro_batches(order, settings.mini_batch_size):
+        for mini_rows in torch.tensor_split(order, settings.updates_per_epoch):
+            # A process left with no rows still runs one zero-weighted row so DDP's all-reduce happens.
+            empty = len(mini_rows) == 0
+            mini_rows = order[:1] if empty else mini_rows
             optimizer.zero_grad(set_to_none=True)
             mini_mask = loss_mask[mini_rows]
             stats = {"loss": 0.0, "pg_loss": 0.0, "kl_to_ref": 0.0, "entropy_bonus": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0}
-            for rows in _micro_batches(mini_rows, settings.micro_batch_size):
+            micro_batches = _micro_batches(mini_rows, settings.micro_batch_size)
+            for micro_index, rows in enumerate(micro_batches):
                 part = rollouts.select(rows)
-                mask = loss_mask[rows].to(device).float()  # (b, T)
+                mask = loss_mask[rows].to(device).float() * (0.0 if empty else 1.0)  # (b, T)
                 logprobs, entropy = sequence_logprobs_and_entropy(
                     model, part.prompt_ids, part.prompt_mask, part.response_ids, part.response_mask,
                     with_entropy=settings.entropy_coef > 0)
@@ -120,7 +131,8 @@ def ppo_update(
                     loss = loss - settings.entropy_coef * entropy_term
                     stats["entropy_bonus"] += float(entropy_term.detach()) * _share(settings.loss_aggregation, mask, mini_mask)
                 share = _share(settings.loss_aggregation, mask, mini_mask)
-                (loss * share).backward()
+                with dist.no_sync(model, last_micro_batch=micro_index == len(micro_batches) - 1):
+                    dist.backward(loss * share)
                 tokens = mask.sum().clamp(min=1)
                 stats["loss"] += float(loss.detach()) * share
                 stats["pg_loss"] += float(pg_loss.detach()) * share
