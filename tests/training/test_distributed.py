@@ -1,4 +1,8 @@
-"""Two data-parallel processes through `accelerate launch --cpu` (gloo) train and stay in sync."""
+"""Two data-parallel processes through `accelerate launch` on CPU (gloo) train and stay in sync.
+
+accelerate's `--cpu` flag means a single process; `--multi_gpu` with `model.device=cpu` gives N CPU
+processes (accelerate's MULTI_CPU mode, gloo backend).
+"""
 
 import shutil
 import subprocess
@@ -14,7 +18,7 @@ from test_trainer import tiny_overrides, tiny_model_dir  # noqa: F401  (fixture)
 def test_two_process_training_on_cpu(tiny_model_dir, tmp_path):  # noqa: F811
     run_dir = tmp_path / "ddp"
     overrides = [o for o in tiny_overrides(tiny_model_dir, run_dir, steps=2) if not o.startswith("grading.")]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "-m", "ead.cli", "train", *overrides, "grading.inline=true", "model.device=cpu"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)

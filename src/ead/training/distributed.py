@@ -1,7 +1,8 @@
 """Data-parallel training across processes through Hugging Face accelerate (DDP underneath).
 
-Launch with ``accelerate launch --num_processes N -m ead.cli train ...`` (add ``--cpu`` for gloo on
-CPU). Each process takes every N-th prompt of the global batch, samples and grades its own groups
+Launch with ``accelerate launch --multi_gpu --num_processes N -m ead.cli train ...``; on a machine
+without GPUs add ``model.device=cpu`` and accelerate runs N CPU processes over gloo (its ``--cpu``
+flag would mean a single process). ``torchrun --nproc_per_node N -m ead.cli train`` works too. Each process takes every N-th prompt of the global batch, samples and grades its own groups
 (groups never straddle processes, so group-relative advantages stay exact), and DDP averages the
 gradients. With the per-sequence aggregations and equal group counts per process this equals the
 single-process loss on the whole batch; with ``token_mean`` each process normalises by its own
