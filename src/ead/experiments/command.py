@@ -1,0 +1,81 @@
+"""``ead sweep`` (run a grid, resumable) and ``ead report`` (aggregate sweeps into HTML + PNGs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    sweep = subparsers.add_parser(
+        "sweep",
+        help="run a grid of training cells (schedules x algorithms x seeds) with one budget, resumable",
+        description="Run every cell of a sweep recipe, JOBS at a time. Rerun the same command to resume: "
+                    "finished cells (DONE marker) are skipped, unfinished ones continue from their checkpoint. "
+                    "Built-in recipes: sweep_default, sweep_fork. Overrides are dotted: jobs=1 out_dir=runs/x "
+                    "base='[train.steps=10]'.",
+    )
+    sweep.add_argument("recipe", help="sweep YAML, or the name of a built-in one (sweep_default, sweep_fork)")
+    sweep.add_argument("overrides", nargs="*", help="key.path=value overrides of the sweep config")
+    sweep.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
+    sweep.add_argument("--report", metavar="OUT", help="after the sweep, write the report to OUT")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=run_sweep_command)
+
+    report = subparsers.add_parser(
+        "report",
+        help="aggregate one or more sweeps: curves with seed spread, final-metric and steps-to-target tables",
+        description="Build report.html (self-contained), PNGs, summary.md and summary.json from sweep "
+                    "directories; several sweeps (e.g. the default and the fork task) are reported side by side.",
+    )
+    report.add_argument("run_dirs", nargs="+", help="sweep output directories (each holds sweep.yaml)")
+    report.add_argument("--out", help="output directory (default: RUN_DIR/report for one sweep, else ./report)")
+    report.add_argument("--title", default="EAD vs fixed temperature", help="page title")
+    report.add_argument("--command", dest="command_line", default=None,
+                        help="the command that produced the sweeps, printed in the report")
+    report.set_defaults(func=run_report_command)
+
+
+def _resolve_recipe(name: str) -> str:
+    from pathlib import Path
+
+    from ead.experiments.grid import builtin_recipe
+
+    if Path(name).is_file():
+        return name
+    return str(builtin_recipe(name.removesuffix(".yaml")))
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    from ead.experiments.grid import load_sweep_config
+    from ead.experiments.sweep import is_done, run_sweep, validate_cells
+
+    config = load_sweep_config(_resolve_recipe(args.recipe), args.overrides)
+    if args.dry_run:
+        validate_cells(config)
+        cells = config.cells()
+        for cell in cells:
+            state = "done" if is_done(cell.run_dir) else (
+                "resume" if (cell.run_dir / "checkpoints" / "latest").is_file() else "new")
+            print(f"{state:7s} {cell.id}")
+        print(f"{len(cells)} cells, {config.jobs} at a time, out_dir={config.out_dir}")
+        return 0
+    result = run_sweep(config, progress=not args.no_progress)
+    print(f"ead sweep: {len(result.done)} finished now, {len(result.skipped)} already done, "
+          f"{len(result.failed)} failed{': ' + ', '.join(result.failed) if result.failed else ''}")
+    if args.report:
+        from ead.experiments.report import build_report
+
+        print(f"report: {build_report([config.out_dir], args.report)}")
+    return 0 if result.ok else 1
+
+
+def run_report_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ead.experiments.report import build_report
+
+    out = args.out or (str(Path(args.run_dirs[0]) / "report") if len(args.run_dirs) == 1 else "report")
+    page = build_report(args.run_dirs, out, title=args.title, command=args.command_line or " ".join(["ead", *sys.argv[1:]]))
+    print(f"report: {page}")
+    return 0
