@@ -54,8 +54,15 @@ def _config(model, dataset, out, **overrides):
     return EvalConfig(**{**base, **overrides})
 
 
-def test_records_summary_and_plots(tiny_model_dir, dataset, tmp_path):
-    summary = run_eval(_config(tiny_model_dir, dataset, tmp_path))
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, dataset, tmp_path_factory):
+    """An uninterrupted evaluation: (output dir, summary)."""
+    out = tmp_path_factory.mktemp("reference")
+    return out, run_eval(_config(tiny_model_dir, dataset, out))
+
+
+def test_records_summary_and_plots(reference):
+    tmp_path, summary = reference
     assert set(summary["schedules"]) == {"fixed(tau=1)", "ead(unit=0.2,warmup_tokens=1)"}
     for label, entry in summary["schedules"].items():
         assert entry["num_problems"] == 5
@@ -80,10 +87,11 @@ def test_records_summary_and_plots(tiny_model_dir, dataset, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["schedules"].keys() == summary["schedules"].keys()
 
 
-def test_resume_after_interruption_redoes_nothing_and_matches(tiny_model_dir, dataset, tmp_path, monkeypatch):
+def test_resume_after_interruption_redoes_nothing_and_matches(tiny_model_dir, dataset, reference, tmp_path,
+                                                            monkeypatch):
     import ead.sampling
 
-    reference = run_eval(_config(tiny_model_dir, dataset, tmp_path / "full"))
+    full_dir, full_summary = reference
 
     real_sample = ead.sampling.sample
     calls = []
@@ -112,22 +120,22 @@ def test_resume_after_interruption_redoes_nothing_and_matches(tiny_model_dir, da
     resumed = run_eval(_config(tiny_model_dir, dataset, out, resume=True))
     # block (3,4) for ead, then block (5) for both schedules; nothing already recorded is sampled again
     assert calls == [problem_seed(0, ["sums:3", "sums:4"]), problem_seed(0, ["sums:5"]), problem_seed(0, ["sums:5"])]
-    assert resumed["schedules"] == reference["schedules"]
+    assert resumed["schedules"] == full_summary["schedules"]
     for name in ("fixed_tau=1.jsonl", "ead_unit=0.2_warmup_tokens=1.jsonl"):
-        assert read_records(out / "records" / name) == read_records(tmp_path / "full" / "records" / name)
+        assert read_records(out / "records" / name) == read_records(full_dir / "records" / name)
 
 
 def test_hanging_grader_is_cut_off_counted_and_eval_finishes(tiny_model_dir, dataset, tmp_path):
     config = _config(tiny_model_dir, dataset, tmp_path / "out", schedules=[{"name": "fixed", "tau": 1.0}],
                      grader=f"{__name__}:HangOnce", grader_options={"marker": str(tmp_path / "hung")},
-                     grader_inline=False, grader_timeout_s=1.0, num_problems=2)
+                     grader_inline=False, grader_timeout_s=2.0, num_problems=2)
     start = time.monotonic()
     summary = run_eval(config)
     assert time.monotonic() - start < 60
     entry = summary["schedules"]["fixed(tau=1)"]
     assert entry["num_problems"] == 2 and entry["grade_timeouts"] == 1 and entry["grade_errors"] == 0
     first = read_records(tmp_path / "out" / "records" / "fixed_tau=1.jsonl")[0]
-    assert first["grade_errors"] == ["timeout after 1 s", None, None]
+    assert first["grade_errors"] == ["timeout after 2 s", None, None]
 
 
 def test_cli_on_builtin_countdown(tiny_model_dir, tmp_path):

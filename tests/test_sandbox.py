@@ -41,12 +41,12 @@ P = Problem("p", "q", "ok")
 def test_failures_are_contained_counted_and_the_batch_finishes():
     responses = ["ok", "raise", "hang", "ok", "crash", "not-a-grade", "exit", "nope", "ok"]
     start = time.monotonic()
-    with GraderPool(misbehaving_grader, timeout_s=1.0, chunk_size=64) as pool:
+    with GraderPool(misbehaving_grader, timeout_s=2.0, chunk_size=64) as pool:
         grades, stats = pool.grade_batch([P] * len(responses), responses)
         first_pid = grades[0].info["pid"]
         assert [g.correct for g in grades] == [True, False, False, True, False, False, False, False, True]
         assert grades[1].info["error"] == "ValueError: bad input"
-        assert grades[2].info == {"error": "timeout after 1 s", "timeout": True}
+        assert grades[2].info == {"error": "timeout after 2 s", "timeout": True}
         assert grades[4].info["error"].startswith("worker died (exit code 3)")
         assert grades[5].info["error"].startswith("TypeError: grader returned float")
         assert grades[6].info["error"] == "SystemExit: 2"
@@ -59,7 +59,7 @@ def test_failures_are_contained_counted_and_the_batch_finishes():
         assert again[0].correct and stats2["errors"] == stats2["timeouts"] == 0
         assert pool.stats["calls"] == 10 and pool.stats["timeouts"] == 1
         workers = [w.process for w in pool._workers]
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 60  # two respawns; generous for a loaded machine
     assert not any(p.is_alive() for p in workers)
     assert not [c for c in mp.active_children() if c in workers]
 

@@ -2,7 +2,7 @@
 
 Examples::
 
-    ead eval --model runs/demo --samples 16 --k 1 4 16
+    ead eval --model runs/demo --samples 16 --k 1,4,16
     ead eval --model Qwen/Qwen2.5-Math-1.5B --dataset math500.jsonl --compare \\
         data.prompt_template='{problem} Put your final answer in \\boxed{{}}.' max_new_tokens=3072
     ead eval --model runs/demo --schedule fixed:tau=0.6 --schedule ead:unit=0.4,warmup_tokens=0
@@ -33,6 +33,13 @@ def parse_schedule_spec(text: str) -> dict[str, Any]:
     return spec
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
@@ -45,7 +52,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", help="HF id, save_pretrained dir, ead checkpoint or ead run dir")
     parser.add_argument("--dataset", help="countdown | countdown-fork | a .jsonl/.parquet file | a Hub name")
     parser.add_argument("--samples", "-n", type=int, help="samples per problem and schedule")
-    parser.add_argument("--k", type=int, nargs="+", help="k values for pass@k etc.")
+    parser.add_argument("--k", type=_int_list, help="comma-separated k values for pass@k etc., e.g. 1,4,16")
     parser.add_argument("--schedule", action="append", metavar="SPEC",
                         help="name[:key=value,...], repeatable, e.g. fixed:tau=0.6 or ead:tau_max=1.2")
     parser.add_argument("--compare", action="store_true",
