@@ -233,9 +233,12 @@ def _load_model(config: EvalConfig, builtin: str | None):
 
     if config.model is None:
         from ead.modeling.warmstart import warm_start
-        from ead.tasks.countdown import PRESETS, CountdownConfig, CountdownTask
+        from ead.tasks.countdown import PRESETS, CountdownConfig, CountdownConfigError, CountdownTask
 
-        task = CountdownTask(CountdownConfig.from_dict({**PRESETS[builtin].to_dict(), **config.countdown}))
+        try:
+            task = CountdownTask(CountdownConfig.from_dict({**PRESETS[builtin].to_dict(), **config.countdown}))
+        except CountdownConfigError as exc:
+            raise ConfigError(f"countdown: {exc}") from None
         path, step = str(warm_start(task, config.warm_start_cache, num_threads=config.num_threads)), None
     else:
         path, step = resolve_model_path(config.model)
