@@ -47,7 +47,9 @@ def write_sweep(root):
                                    "eval/response_length": 12.0})
                 records.append(record)
             (cell / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-            (cell / "config.yaml").write_text(yaml.safe_dump({"train": {"steps": 4}}))
+            schedule = {"name": "fixed", "tau": 1.0} if group.startswith("fixed") else {"name": "ead", "unit": 0.4}
+            (cell / "config.yaml").write_text(yaml.safe_dump({"train": {"steps": 4},
+                                                              "sampling": {"schedule": schedule, "max_new_tokens": 8}}))
             if not (group == "ead__grpo" and seed == 2):  # one cell left unfinished: reported as partial
                 (cell / "DONE").write_text("{}\n")
     (root / "base_inference").mkdir()
@@ -83,8 +85,8 @@ def test_report_writes_a_self_contained_page_and_pngs(tmp_path):
     sweep = write_sweep(tmp_path / "toy")
     page = build_report([sweep], tmp_path / "out", command="ead sweep toy")
     text = page.read_text()
-    assert text.count("src='data:image/png;base64,") == 3 and "http" not in text
-    for name in ("toy_vs_step.png", "toy_vs_rollouts.png", "toy_base_inference.png"):
+    assert text.count("src='data:image/png;base64,") == 4 and "http" not in text
+    for name in ("toy_vs_step.png", "toy_vs_rollouts.png", "toy_schedules.png", "toy_base_inference.png"):
         assert (tmp_path / "out" / name).stat().st_size > 5000
     md = (tmp_path / "out" / "summary.md").read_text()
     assert "| ead__grpo | 3/3 (partial) | 4 | " in md and "0.600 ± 0.248" in md

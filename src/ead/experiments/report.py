@@ -2,11 +2,12 @@
 
 For each sweep (a task), cells are grouped by everything but the seed. Per group:
 
-* curves of eval Pass@16, Worst@16, Mean@16, training reward, policy entropy, response length
-  and the importance-weight truncation fraction, against the training step and against
-  rollouts consumed: the mean over seeds with a 95% Student-t interval over seeds (seeds are
-  the independent replicates; held-out problems are shared, so their noise is not independent);
-  per-step training metrics are smoothed per seed with a trailing moving average first;
+* curves of eval Pass@16, Worst@16, Mean@16, training reward, policy entropy, response length,
+  the importance-weight truncation fraction and the mean behaviour temperature, against the
+  training step and against rollouts consumed: the mean over seeds with a 95% Student-t
+  interval over seeds (seeds are the independent replicates; held-out problems are shared, so
+  their noise is not independent); per-step training metrics are smoothed per seed with a
+  trailing moving average first;
 * final metrics (the last eval of the run) with the same interval, plus the average over all
   evals (a sample-efficiency summary: the area under the eval curve divided by its length);
 * paired differences against a baseline group (same algorithm, same seed);
@@ -15,7 +16,8 @@ For each sweep (a task), cells are grouped by everything but the seed. Per group
 * the base model's inference-time pass@N / maj@N per schedule (from the sweep's base job).
 
 Outputs in ``out``: ``report.html`` (PNGs embedded), ``<sweep>_vs_step.png``,
-``<sweep>_vs_rollouts.png``, ``<sweep>_base_inference.png``, ``summary.md``, ``summary.json``.
+``<sweep>_vs_rollouts.png``, ``<sweep>_schedules.png``, ``<sweep>_base_inference.png``,
+``summary.md``, ``summary.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ CURVES = [
     ("entropy/mean", "policy entropy (tau=1)"),
     ("response/length_mean", "response length (tokens)"),
     ("is/truncated_frac", "IS weight truncated frac"),
+    ("behaviour/temperature_mean", "mean sampling temperature"),
 ]
 FINAL = ["eval/pass@16", "eval/worst@16", "eval/mean@16", "eval/maj@16", "eval/entropy", "eval/response_length"]
 PAIRED = ["eval/pass@16", "eval/worst@16", "eval/mean@16"]
@@ -273,7 +276,7 @@ def plot_curves(sweep: Sweep, x: str, out_png: Path) -> Path:
     """One row per algorithm, one column per metric, one line (mean) and band (95% t over seeds) per sampler."""
     plt = _pyplot()
     algorithms, colors = sweep.algorithms, _colors(sweep.labels)
-    fig, axes = plt.subplots(len(algorithms), len(CURVES), figsize=(3.1 * len(CURVES), 2.7 * len(algorithms)),
+    fig, axes = plt.subplots(len(algorithms), len(CURVES), figsize=(3.1 * len(CURVES), 2.7 * len(algorithms) + 0.7),
                              squeeze=False)
     for row, algorithm in enumerate(algorithms):
         for col, (key, title) in enumerate(CURVES):
@@ -292,9 +295,58 @@ def plot_curves(sweep: Sweep, x: str, out_png: Path) -> Path:
             if row == len(algorithms) - 1:
                 ax.set_xlabel("training step" if x == "step" else "rollouts consumed", fontsize=8)
     handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=max(1, len(names)), fontsize=8, frameon=False)
-    fig.suptitle(f"{sweep.config.name}: mean over seeds, band = 95% t-interval over seeds", fontsize=10, y=0.995)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    height = fig.get_figheight()
+    fig.suptitle(f"{sweep.config.name}: mean over seeds, band = 95% t-interval over seeds", fontsize=10,
+                 y=1 - 0.05 / height)
+    fig.legend(handles, names, loc="upper center", ncol=max(1, len(names)), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.3 / height))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.65 / height))
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return out_png
+
+
+def plot_schedules(sweep: Sweep, out_png: Path) -> Path | None:
+    """Behaviour temperature against response position at the first, middle and last step, per sampler.
+
+    The dotted line is the mean response length at the start of training: where the curve sits
+    relative to it says whether the schedule's units fit the task's responses.
+    """
+    import torch
+    import yaml
+
+    from ead.schedules import schedule_from_dict
+
+    specs: dict[str, tuple[dict[str, Any], int]] = {}
+    lengths = []
+    for group in sweep.groups.values():
+        for seed in group.runs:
+            saved = sweep.dir / "cells" / f"{group.id}__s{seed}" / "config.yaml"
+            if saved.is_file() and group.label not in specs:
+                config = yaml.safe_load(saved.read_text())
+                specs[group.label] = (config["sampling"]["schedule"], int(config["sampling"]["max_new_tokens"]))
+            _, _, values = series(group.runs[seed], "response/length_mean")
+            lengths += values[:1]
+    if not specs:
+        return None
+    plt = _pyplot()
+    steps = sorted({0, sweep.steps // 2, sweep.steps})
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.6 * len(steps), 3.0), squeeze=False)
+    colors = _colors(sweep.labels)
+    for ax, step in zip(axes[0], steps):
+        for label, (spec, max_tokens) in specs.items():
+            positions = torch.arange(max_tokens)
+            taus = schedule_from_dict(spec).temperatures(positions, step)
+            ax.plot(positions.numpy(), taus.numpy(), color=colors.get(label), label=label, lw=1.3)
+        if lengths:
+            ax.axvline(float(np.mean(lengths)), color="k", ls=":", lw=1)
+        ax.set_title(f"step {step}", fontsize=9)
+        ax.set_xlabel("response position t (tokens)", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("sampling temperature")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"{sweep.config.name}: behaviour schedules (dotted: mean response length at step 1)", fontsize=10)
+    fig.tight_layout()
     fig.savefig(out_png, dpi=90)
     plt.close(fig)
     return out_png
@@ -411,8 +463,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, title: str = "EAD 
         name = sweep.config.name
         pngs = [plot_curves(sweep, "step", out / f"{name}_vs_step.png"),
                 plot_curves(sweep, "rollouts", out / f"{name}_vs_rollouts.png")]
-        base_png = plot_base_inference(sweep, out / f"{name}_base_inference.png")
-        figures.append((name, pngs + ([base_png] if base_png else [])))
+        extra = [plot_schedules(sweep, out / f"{name}_schedules.png"),
+                 plot_base_inference(sweep, out / f"{name}_base_inference.png")]
+        figures.append((name, pngs + [p for p in extra if p is not None]))
         tables.append(markdown_tables(summary))
     (out / "summary.json").write_text(json.dumps(summaries, indent=1, default=str) + "\n")
     header = f"# {title}\n\n" + (f"Command: `{command}`\n\n" if command else "")
