@@ -578,18 +578,42 @@ def test_missing_vllm_names_the_extra(monkeypatch):
 # ----------------------------------------------------------------------------------------------
 
 
+def _load_benchmark():
+    """Import benchmarks/vllm_ead_throughput.py (not a package) as a module."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "vllm_ead_throughput.py"
+    spec = importlib.util.spec_from_file_location("vllm_ead_throughput", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none in this session)")
 @pytest.mark.skipif(not HAS_VLLM, reason=SKIP_NO_VLLM)
 def test_vllm_engine_samples_tempered_distribution_on_gpu(tmp_path):
     """Runs benchmarks/vllm_ead_throughput.py's checks on a tiny local model (no download)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "vllm_ead_throughput.py"
-    spec = importlib.util.spec_from_file_location("vllm_ead_throughput", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    report = bench.run(bench.Args(model=None, workdir=str(tmp_path), quick=True))
+    bench = _load_benchmark()
+    report = bench.run(bench.Args(model=None, workdir=str(tmp_path), quick=True, out=""))
     assert report["chi_square"]["p_value_min"] > 1e-4, report["chi_square"]
+    assert report["chi_square"]["fixed_tau_0.5"]["p_value_vs_tau1"] < 1e-6  # the test has power
     assert report["logprobs"]["max_abs_err"] < 2e-3, report["logprobs"]
+    assert report["logprobs"]["max_gap_to_tau1"] > 0.1  # returned log-probs are the tempered ones
+    assert report["throughput"]["ratio"] > 0.9, report["throughput"]  # full run (docs) targets >= 0.97
+
+
+def test_benchmark_chi_square_has_power_and_size():
+    """The benchmark's chi-square helper on CPU: accepts the right tau, rejects tau = 1 (no GPU needed)."""
+    bench = _load_benchmark()
+    z = torch.randn(55, generator=torch.Generator().manual_seed(3)) * 1.5
+    rng = torch.Generator().manual_seed(0)
+    tempered = torch.softmax(z / 0.5, dim=0)
+    counts = torch.bincount(torch.multinomial(tempered, 4000, replacement=True, generator=rng), minlength=55)
+    assert bench.chi_square(counts, tempered)["p_value"] > 1e-3
+    assert bench.chi_square(counts, torch.softmax(z, dim=0))["p_value"] < 1e-6
+    one_cell = bench.chi_square(torch.tensor([100, 0]), torch.tensor([1.0, 0.0]))
+    assert math.isnan(one_cell["p_value"])  # no degrees of freedom: never a silent pass
