@@ -170,6 +170,10 @@ def test_verl_composes_and_validates_the_recipe(composed):
     assert not need_reference_policy(composed)  # no KL: no reference model
     assert check_recipe(OmegaConf.to_container(composed, resolve=True)) == []
 
+    from ead.integrations.verl.hooks import schedule_of
+
+    assert schedule_of(composed) == EADSchedule()  # what each agent-loop instance reads
+
 
 @pytest.mark.skipif(not HAS_VERL, reason=SKIP_NO_VERL)
 def test_v1_manager_stamps_the_step_and_registers_the_loop(composed, monkeypatch):

@@ -20,7 +20,9 @@ small classes close that gap, both selected from the recipe:
 
 from __future__ import annotations
 
+import json
 import logging
+from functools import lru_cache
 from typing import Any
 
 from ead.integrations._optional import require
@@ -31,6 +33,7 @@ from ead.integrations.verl.recipe import (
     schedule_from_recipe,
     with_ead,
 )
+from ead.schedules import Schedule
 
 require("verl", "ead.integrations.verl.hooks")
 from omegaconf import OmegaConf, open_dict  # noqa: E402  (verl depends on omegaconf)
@@ -43,12 +46,27 @@ try:  # verl's V1 trainer (TransferQueue); absent in older verl or without the t
 except ImportError as _err:  # pragma: no cover - depends on the installed verl
     _ManagerTQ, _TQ_IMPORT_ERROR = None, _err
 
-__all__ = ["EADAgentLoopManager", "EADAgentLoopManagerTQ", "EADSingleTurnAgentLoop"]
+__all__ = ["EADAgentLoopManager", "EADAgentLoopManagerTQ", "EADSingleTurnAgentLoop", "schedule_of"]
 
 logger = logging.getLogger(__name__)
 
 # Problems that change what is sampled are fatal; a TIS setting may be a deliberate ablation.
 _FATAL_PREFIXES = ("ead.", "actor_rollout_ref.")
+
+
+@lru_cache(maxsize=16)
+def _schedule_from_json(spec: str) -> Schedule:
+    return schedule_from_recipe({"ead": {"schedule": json.loads(spec)}})
+
+
+def schedule_of(config: Any) -> Schedule:
+    """The schedule in ``config.ead.schedule``; cheap enough to call per agent-loop instance.
+
+    verl instantiates an agent loop per sample, so this converts only the small
+    ``ead.schedule`` node (never the whole config) and caches the parsed schedule.
+    """
+    spec = OmegaConf.to_container(config.ead.schedule, resolve=True)
+    return _schedule_from_json(json.dumps(spec, sort_keys=True))
 
 
 def _plain(cfg: Any) -> dict:
@@ -135,7 +153,7 @@ class EADSingleTurnAgentLoop(SingleTurnAgentLoop):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._ead_schedule = schedule_from_recipe(_plain(self.config))
+        self._ead_schedule = schedule_of(self.config)
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> Any:
         step = kwargs.pop("ead_step", None)
