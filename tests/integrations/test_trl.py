@@ -63,7 +63,8 @@ class RecordingTrainer(EADGRPOTrainer):
 def trained(tmp_path_factory):
     torch.manual_seed(0)
     tokenizer = build_char_tokenizer()
-    model = build_tiny_model(tokenizer, TinyModelConfig(num_layers=2, hidden_size=64, num_heads=4, intermediate_size=128))
+    shape = TinyModelConfig(num_layers=2, hidden_size=64, num_heads=4, intermediate_size=128)
+    model = build_tiny_model(tokenizer, shape)
     prompts = [f"{a}+{b}=" for a, b in [(1, 2), (3, 4), (5, 6), (7, 8)]]  # all 4 characters: no prompt padding
     args = GRPOConfig(
         output_dir=str(tmp_path_factory.mktemp("trl")),
@@ -161,7 +162,8 @@ def test_weight_statistics_are_logged(trained):
 
 def test_rejects_settings_ead_cannot_honour(tmp_path):
     tokenizer = build_char_tokenizer()
-    model = build_tiny_model(tokenizer, TinyModelConfig(num_layers=1, hidden_size=32, num_heads=2, intermediate_size=64))
+    shape = TinyModelConfig(num_layers=1, hidden_size=32, num_heads=2, intermediate_size=64)
+    model = build_tiny_model(tokenizer, shape)
     args = GRPOConfig(output_dir=str(tmp_path), temperature=0.7, report_to=[], use_cpu=True, num_generations=2,
                       per_device_train_batch_size=2)
     with pytest.raises(ValueError, match="temperature=0.7"):

@@ -157,7 +157,9 @@ def test_verl_composes_and_validates_the_recipe(composed):
     from verl.utils.config import omega_conf_to_dataclass
 
     OmegaConf.resolve(composed)
-    validate_config(config=composed, use_reference_policy=need_reference_policy(composed), use_critic=need_critic(composed))
+    validate_config(
+        config=composed, use_reference_policy=need_reference_policy(composed), use_critic=need_critic(composed)
+    )
     from verl.trainer.config.algorithm import RolloutCorrectionConfig
 
     rollout = omega_conf_to_dataclass(composed.actor_rollout_ref.rollout)

@@ -141,7 +141,9 @@ class EADGRPOTrainer(_trl.GRPOTrainer):
         schedule, step = self._current_schedule(), self.state.global_step
         if self.use_vllm:
             self.vllm_generation.generation_kwargs.update(vllm_generation_kwargs(self.vllm_mode, schedule, step))
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
         if images is not None or multimodal_fields:
             raise NotImplementedError("EADGRPOTrainer's transformers path supports text prompts only")
         return self._generate_transformers_ead(prompt_ids, schedule, step)
@@ -154,10 +156,11 @@ class EADGRPOTrainer(_trl.GRPOTrainer):
         device = self.accelerator.device
         pad_id = self._tokenizer.pad_token_id
         prompts = [torch.tensor(ids) for ids in prompt_ids]
-        padded = _grpo.pad(prompts, padding_value=pad_id, padding_side="left", pad_to_multiple_of=self.pad_to_multiple_of)
-        mask = _grpo.pad([torch.ones_like(p) for p in prompts], padding_value=0, padding_side="left",
-                         pad_to_multiple_of=self.pad_to_multiple_of)
-        padded, mask = padded.to(device), mask.to(device)  # (B, P)
+        multiple = self.pad_to_multiple_of
+        padded = _grpo.pad(prompts, padding_value=pad_id, padding_side="left", pad_to_multiple_of=multiple)
+        ones = [torch.ones_like(p) for p in prompts]
+        mask = _grpo.pad(ones, padding_value=0, padding_side="left", pad_to_multiple_of=multiple)
+        padded, mask = padded.to(device), mask.to(device)  # (B, P) left-padded prompts
         processor = EADLogitsProcessor(
             schedule, step, padded.shape[1], top_k=self.top_k or None, top_p=self.top_p if self.top_p < 1.0 else None
         )
