@@ -6,7 +6,7 @@ with the same thread count. Runs alternate (ead, TRL, ead, TRL) so machine noise
 hits both; the first ``--skip`` steps of each run are warm-up and not counted.
 Target: ead at most 0.5x TRL's time per step.
 
-    python benchmarks/bench_vs_trl.py --prompts 8 --generations 8 --new-tokens 32 --steps 8
+    python benchmarks/bench_vs_trl.py --prompts 8 --generations 8 --new-tokens 24 --steps 8 --model warm
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from pathlib import Path
 import torch
 
 
-def build_model_dir(root: Path) -> Path:
+def build_model_dir(root: Path, warm: bool) -> Path:
+    """The built-in warm-started policy (what `ead train` trains), or a random model of the same shape."""
+    if warm:
+        from _tiny import tiny_policy
+
+        return tiny_policy(warm=True)[3]
     from ead.modeling.tiny import build_char_tokenizer, build_tiny_model
 
     tokenizer = build_char_tokenizer()
@@ -98,7 +103,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--generations", type=int, default=8)
-    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=24)
+    parser.add_argument("--model", choices=["warm", "random"], default="warm",
+                        help="warm: the built-in warm-started policy (responses ~12 tokens); random: same shape, "
+                             "random weights (responses run to the length budget)")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--skip", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
@@ -111,14 +119,14 @@ def main() -> None:
     prompts = [p.prompt for p in task.train_batch(0, 512)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model_dir = build_model_dir(root)
+        model_dir = build_model_dir(root, warm=args.model == "warm")
         ead_times, trl_times = [], []
         for round_index in range(args.rounds):
             ead_times += time_ead(model_dir, args, root / f"ead{round_index}")
             trl_times += time_trl(model_dir, prompts, args, root / f"trl{round_index}")
     ead_median, trl_median = statistics.median(ead_times), statistics.median(trl_times)
     completions = args.prompts * args.generations
-    print(f"{completions} completions/step ({args.prompts} prompts x {args.generations}), <= {args.new_tokens} new tokens, "
+    print(f"model: {args.model}; {completions} completions/step ({args.prompts} prompts x {args.generations}), <= {args.new_tokens} new tokens, "
           f"{args.threads} thread(s), {args.rounds} alternating rounds x {args.steps - args.skip} timed steps")
     print(f"ead  median step time: {ead_median:.3f} s   (all: {', '.join(f'{t:.2f}' for t in ead_times)})")
     print(f"TRL  median step time: {trl_median:.3f} s   (all: {', '.join(f'{t:.2f}' for t in trl_times)})")
