@@ -45,15 +45,15 @@ class TinyModelConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TinyModelConfig:
-    """Shape of the tiny Llama (defaults: about 2.4M parameters)."""
+    """Shape of the tiny Llama (defaults: about 1.06M parameters; see docs/builtin_task.md for why not larger)."""
 
     num_layers: int = 4
     """Transformer blocks."""
-    hidden_size: int = 192
+    hidden_size: int = 128
     """Residual width."""
-    num_heads: int = 6
+    num_heads: int = 4
     """Attention heads (``hidden_size`` must be divisible by it)."""
-    intermediate_size: int = 768
+    intermediate_size: int = 512
     """Width of the SwiGLU MLP."""
     max_positions: int = 256
     """Longest prompt + response in tokens (RoPE, so only a sanity bound)."""

@@ -58,6 +58,9 @@ __all__ = [
     "parse_chain",
     "format_chain",
     "reachable_targets",
+    "first_pairs_by_target",
+    "is_eval_identity",
+    "apply_op",
 ]
 
 OPS: tuple[str, ...] = ("+", "-", "*")
@@ -78,17 +81,17 @@ class CountdownConfig:
     """How many numbers the prompt gives (the chain has ``num_count - 1`` steps)."""
     min_value: int = 1
     """Smallest number that can appear in a prompt."""
-    max_value: int = 15
-    """Largest number that can appear in a prompt."""
+    max_value: int = 9
+    """Largest number that can appear in a prompt (9: one-digit inputs, which a ~1M model learns in minutes)."""
     ops: tuple[str, ...] = ("+", "-")
     """Operators allowed in a chain (a subset of ``+ - *``)."""
     min_first_pairs: int = 2
     """Standard variant: a problem needs at least this many distinct first pairs that reach the target."""
     min_target: int = 1
     """Smallest target (0 is excluded by default: ``a-a`` tricks are not interesting)."""
-    eval_fraction: float = 0.1
+    eval_fraction: float = 0.2
     """Share of all problem identities reserved for evaluation (hash split; train never sees them)."""
-    eval_size: int = 200
+    eval_size: int = 100
     """Number of held-out problems returned by :meth:`CountdownTask.eval_problems`."""
     eval_seed: int = 0
     """Seed of the held-out list; independent of the training seed so every run evaluates alike."""
@@ -151,7 +154,7 @@ class CountdownConfig:
 
 PRESETS: dict[str, CountdownConfig] = {
     "countdown": CountdownConfig(),
-    "countdown-fork": CountdownConfig(variant="fork", num_count=4, min_value=1, max_value=20),
+    "countdown-fork": CountdownConfig(variant="fork", num_count=4, min_value=1, max_value=12, eval_size=60),
 }
 """Named configs: the default task of ``ead train`` and the fork variant."""
 
