@@ -1,7 +1,6 @@
 """The sweep runner: grid expansion and validation, skip-done / resume-unfinished / record-failure, a real tiny run."""
 
 import json
-import sys
 import textwrap
 
 import pytest
@@ -126,6 +125,7 @@ def test_a_cell_started_with_other_arguments_is_refused(tmp_path, fake_train):
         run_sweep(make_config(tmp_path, seeds=[0], base=["train.steps=5"]), progress=False)
 
 
+@pytest.mark.slow
 def test_real_tiny_sweep_through_the_cli(tmp_path, tiny_model_dir):
     """Two real `ead train` subprocesses (tiny model, 2 steps) and the base-model inference job, then a report."""
     from ead.cli import main
