@@ -94,11 +94,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if config.train.prompts_per_step % dist.world_size:
         raise ValueError(f"train.prompts_per_step ({config.train.prompts_per_step}) must be divisible by the "
                          f"number of processes ({dist.world_size})")
-    seed_everything(config.train.seed + dist.rank)  # each process samples its own responses
     device = dist_device or resolve_device(config.model.device)
     task: Task = build_task(config.task, config.model)
     resume_from = latest_checkpoint(checkpoint_dir) if resume else None
     model, tokenizer = load_policy(config.model, config.task, device, weights_from=resume_from)
+    # Seed after loading: a first-time warm start of the built-in model draws from the global RNG,
+    # and a run must not depend on whether that cache already existed.
+    seed_everything(config.train.seed + dist.rank)  # each process samples its own responses
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.algorithm.kl_coef > 0 else None
     if resume_from is not None and ref_model is not None:
         ref_model, _ = load_policy(config.model, config.task, device)  # the reference is the initial policy
