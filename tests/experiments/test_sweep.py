@@ -69,6 +69,12 @@ def test_grid_is_the_product_with_forced_overrides_last(tmp_path):
     assert cell.train_args(None)[:2] == ["--algorithm", "grpo"]
 
 
+def test_jobs_run_seed_major_so_a_cut_short_sweep_covers_every_group(tmp_path):
+    jobs, skipped = sweep_module.plan_jobs(make_config(tmp_path))
+    assert [j.id for j in jobs] == ["hot__grpo__s0", "ead__grpo__s0", "hot__grpo__s1", "ead__grpo__s1"] and skipped == []
+    assert jobs[0].argv[-1] != "--resume" and jobs[0].args[:2] == ["--algorithm", "grpo"]
+
+
 @pytest.mark.parametrize("change, field", [
     ({"jobs": 0}, "jobs"),
     ({"seeds": [1, 1]}, "seeds"),

@@ -2,7 +2,7 @@
 
     plan      expand the grid into cells; validate every cell's train config now
     warm up   build each distinct warm-started base model once, before any cell starts
-    queue     cells without a DONE marker (plus the base-model inference job)
+    queue     cells without a DONE marker, seed-major (plus the base-model inference job)
     run       ``jobs`` subprocesses ``python -m ead.cli train ...`` at a time, one thread each;
               a cell with a checkpoint continues with ``--resume``
     record    DONE marker after a clean exit; a failure is recorded and the sweep goes on
@@ -79,7 +79,9 @@ def plan_jobs(config: SweepConfig) -> tuple[list[Job], list[str]]:
         else:
             jobs.append(Job("base_inference", [sys.executable, "-m", "ead.experiments.base_inference",
                                                str(Path(config.out_dir) / "sweep.yaml")], base_dir))
-    for cell in config.cells():
+    # Seed-major order: every group gets seed 0 before any gets seed 1, so a sweep cut short
+    # still has every group, with fewer seeds, instead of some groups with all seeds and others none.
+    for cell in sorted(config.cells(), key=lambda c: config.seeds.index(c.seed)):
         if is_done(cell.run_dir):
             skipped.append(cell.id)
             continue
