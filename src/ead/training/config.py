@@ -34,7 +34,9 @@ class ModelSection:
     device: str = "auto"
     """'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
     num_threads: int | None = None
-    """torch CPU threads (None = torch's default)."""
+    """torch CPU threads. None: 1 for the built-in tiny model (its matrices are too small to gain from
+    more, and extra threads thrash when the grader or other jobs share the cores), torch's default
+    for a model given by path."""
     gradient_checkpointing: bool = False
     """Trade compute for memory on large models."""
     warm_start_cache: str = ".cache/ead"

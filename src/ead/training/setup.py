@@ -57,7 +57,7 @@ def policy_path(model_section: ModelSection, task_section: TaskSection) -> Path 
     from ead.tasks.countdown import CountdownTask
 
     task = CountdownTask(_countdown_config(task_section))
-    return warm_start(task, model_section.warm_start_cache, num_threads=model_section.num_threads)
+    return warm_start(task, model_section.warm_start_cache, num_threads=model_section.num_threads or 1)
 
 
 def load_policy(model_section: ModelSection, task_section: TaskSection, device: torch.device,

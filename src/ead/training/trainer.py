@@ -88,8 +88,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     run_dir = Path(config.output.dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir = run_dir / "checkpoints"
-    if config.model.num_threads:
-        torch.set_num_threads(config.model.num_threads)
+    num_threads = config.model.num_threads or (1 if config.model.path is None else None)
+    if num_threads:
+        torch.set_num_threads(num_threads)
     dist, dist_device = setup_distributed(config.model.device)  # single process: a no-op
     if config.train.prompts_per_step % dist.world_size:
         raise ValueError(f"train.prompts_per_step ({config.train.prompts_per_step}) must be divisible by the "
