@@ -39,7 +39,7 @@ def test_correct_chains(chain):
     g = GRADE(P, chain)
     assert g.correct and g.reward == 1.0
     assert g.answer_key == "5"
-    assert g.info["error"] is None and g.info["format_ok"]
+    assert g.info["mistake"] is None and g.info["format_ok"]
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_correct_chains(chain):
 def test_wrong_chains(chain, error, key):
     g = GRADE(P, chain)
     assert not g.correct and g.reward == 0.0
-    assert g.info["error"] == error
+    assert g.info["mistake"] == error
     assert g.info["format_ok"]
     assert g.answer_key == key
 
@@ -84,7 +84,7 @@ def test_wrong_chains(chain, error, key):
 def test_unparseable(text, error):
     g = GRADE(P, text)
     assert (g.reward, g.correct, g.answer_key) == (0.0, False, None)
-    assert g.info["error"] == error and not g.info["format_ok"]
+    assert g.info["mistake"] == error and not g.info["format_ok"]
 
 
 def test_repeated_numbers_must_each_be_used():
@@ -92,7 +92,7 @@ def test_repeated_numbers_must_each_be_used():
     assert GRADE(p, "2+2=4,7+4=11").correct
     assert GRADE(p, "2+7=9,9+2=11").correct
     assert GRADE(p, "2+2=4,4+7=11").correct
-    assert GRADE(p, "2+2=4,2+7=9").info["error"] == "unavailable"  # a third 2
+    assert GRADE(p, "2+2=4,2+7=9").info["mistake"] == "unavailable"  # a third 2
 
 
 def test_format_reward_is_opt_in():
@@ -159,7 +159,7 @@ def test_reference_and_decoy_chains():
         assert task.grader(p, ref).correct
         assert len(ref) <= task.max_response_chars
         decoy = format_chain(task.decoy_chain(p, rng))
-        assert task.grader(p, decoy).info["error"] in (None, "wrong_target")  # arithmetic always right
+        assert task.grader(p, decoy).info["mistake"] in (None, "wrong_target")  # arithmetic always right
 
 
 def test_train_batch_is_deterministic_and_leaves_global_rng_alone():
@@ -242,7 +242,7 @@ def test_fork_variant_has_one_right_first_step():
         right = format_chain(task.reference_chain(p, rng))
         wrong = format_chain(task.decoy_chain(p, rng))
         assert right.startswith(f"{hi}-{lo}=") and task.grader(p, right).correct
-        assert wrong.startswith(f"{lo}+") and task.grader(p, wrong).info["error"] == "wrong_target"
+        assert wrong.startswith(f"{lo}+") and task.grader(p, wrong).info["mistake"] == "wrong_target"
         assert right[0] != wrong[0]  # the first character already commits to a branch
 
 

@@ -33,7 +33,7 @@ def test_traces_mix_correct_decoy_and_slipped_chains():
     clean = [task.grader(p, make_trace(task, p, rng, decoy_rate=0.0, slip_rate=0.0)) for p in problems]
     assert all(g.correct for g in clean)
     decoys = [task.grader(p, make_trace(task, p, rng, decoy_rate=1.0, slip_rate=0.0)) for p in problems]
-    assert all(g.info["error"] in (None, "wrong_target") for g in decoys)  # right arithmetic, path usually wrong
+    assert all(g.info["mistake"] in (None, "wrong_target") for g in decoys)  # right arithmetic, path usually wrong
     assert sum(g.correct for g in decoys) < 100
     slipped = [task.grader(p, make_trace(task, p, rng, decoy_rate=0.0, slip_rate=1.0)) for p in problems]
     assert all(g.info["format_ok"] for g in slipped)

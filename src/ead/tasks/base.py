@@ -39,7 +39,8 @@ class Grade:
     answer_key: str | None = None
     """Canonical form of the extracted final answer, for majority voting (None: no answer found)."""
     info: dict[str, Any] = field(default_factory=dict)
-    """Detached diagnostics (format ok, error kind, ...)."""
+    """Detached diagnostics (format ok, kind of mistake, ...). The key "error" is reserved: the grader
+    sandbox sets it when the grader itself raised or timed out."""
 
 
 @runtime_checkable

@@ -263,31 +263,31 @@ class CountdownGrader:
             steps = parse_chain(response)
         except ChainSyntaxError as err:
             kind = "empty" if not response.strip() else "syntax"
-            return Grade(0.0, False, None, {"format_ok": False, "error": kind, "detail": str(err), "steps": 0})
+            return Grade(0.0, False, None, {"format_ok": False, "mistake": kind, "detail": str(err), "steps": 0})
 
         claimed = steps[-1].result
-        info: dict[str, Any] = {"format_ok": True, "error": None, "steps": len(steps)}
+        info: dict[str, Any] = {"format_ok": True, "mistake": None, "steps": len(steps)}
         pool = Counter(numbers)
         for i, step in enumerate(steps):
             if step.op not in ops:
-                info["error"] = "operator"
+                info["mistake"] = "operator"
                 break
             pool[step.left] -= 1
             pool[step.right] -= 1
             if pool[step.left] < 0 or pool[step.right] < 0:
-                info["error"] = "unavailable"
+                info["mistake"] = "unavailable"
                 break
             if apply_op(step.left, step.op, step.right) != step.result:
-                info["error"] = "arithmetic"
+                info["mistake"] = "arithmetic"
                 break
             pool[step.result] += 1
             info["steps_ok"] = i + 1
         else:
             if sum(pool.values()) != 1:
-                info["error"] = "unused"
+                info["mistake"] = "unused"
             elif claimed != target:
-                info["error"] = "wrong_target"
-        correct = info["error"] is None
+                info["mistake"] = "wrong_target"
+        correct = info["mistake"] is None
         reward = 1.0 if correct else self.format_reward
         return Grade(reward, correct, str(claimed), info)
 
