@@ -130,3 +130,27 @@ def test_k3_kl_by_hand_and_entropy():
     assert entropy_from_logits(logits).tolist() == pytest.approx([math.log(4), 0.0], abs=1e-5)
     p = torch.softmax(torch.tensor([1.0, 2.0, 3.0]), 0)
     assert float(entropy_from_logits(torch.tensor([1.0, 2.0, 3.0]))) == pytest.approx(float(-(p * p.log()).sum()), rel=1e-6)
+
+
+def test_sequence_logprobs_match_direct_log_softmax_and_chunking_changes_nothing(tiny_model, tiny_tokenizer):
+    from ead.objectives import sequence_logprobs_and_entropy
+
+    torch.manual_seed(0)
+    prompt_ids = torch.tensor([[0, 5, 6, 7], [8, 9, 10, 11]])  # row 0 left-padded
+    prompt_mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
+    response_ids = torch.randint(2, 40, (2, 7))
+    response_mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
+    temperatures = torch.rand(2, 7) + 0.3
+    full, full_entropy = sequence_logprobs_and_entropy(tiny_model, prompt_ids, prompt_mask, response_ids,
+                                                       response_mask, temperatures, with_entropy=True)
+    chunked, chunked_entropy = sequence_logprobs_and_entropy(tiny_model, prompt_ids, prompt_mask, response_ids,
+                                                             response_mask, temperatures, with_entropy=True,
+                                                             position_chunk=3)
+    assert torch.allclose(full, chunked, atol=1e-6) and torch.allclose(full_entropy, chunked_entropy, atol=1e-6)
+    # independent: row 1 (no padding) through a plain forward and log_softmax
+    with torch.no_grad():
+        logits = tiny_model(input_ids=torch.cat([prompt_ids[1:], response_ids[1:]], 1)).logits[0, 3:-1].double()
+    expected = torch.log_softmax(logits / temperatures[1].double().unsqueeze(-1), -1)
+    expected = expected.gather(-1, response_ids[1].unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(full[1, :4].double(), expected[:4], atol=2e-4)
+    assert full[1, 4:].abs().sum() == 0

@@ -30,6 +30,7 @@ def sequence_logprobs_and_entropy(
     response_mask: torch.Tensor,
     temperatures: torch.Tensor | None = None,
     with_entropy: bool = False,
+    position_chunk: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of every response token under ``model`` (optionally at per-token temperatures).
 
@@ -39,6 +40,7 @@ def sequence_logprobs_and_entropy(
         temperatures: ``(B, T)`` per-token temperatures, or None for temperature 1
             (the target policy pi).
         with_entropy: also return the entropy of the (tempered) distribution at each position.
+        position_chunk: response positions upcast to float32 at a time (bounds peak memory).
 
     Returns:
         ``(logprobs (B, T), entropy (B, T) or None)``, float32, zero where ``response_mask`` is 0.
@@ -49,14 +51,22 @@ def sequence_logprobs_and_entropy(
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
     width = prompt_ids.shape[1]
     # logits at position i predict token i + 1: response token j is predicted at P - 1 + j.
-    logits = logits[:, width - 1 : -1, :].float()  # (B, T, V)
-    if temperatures is not None:
-        logits = logits / temperatures.unsqueeze(-1).float()
-    log_probs = torch.log_softmax(logits, dim=-1)
-    token_logprobs = log_probs.gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    logits = logits[:, width - 1 : -1, :]  # (B, T, V), model dtype
+    token_logprobs, entropies = [], []
+    # float32 copies of (B, chunk, V) at a time: a 150k vocabulary never needs a (B, T, V) float32 tensor.
+    for start in range(0, logits.shape[1], position_chunk):
+        z = logits[:, start : start + position_chunk, :].float()  # (B, c, V)
+        if temperatures is not None:
+            z = z / temperatures[:, start : start + position_chunk].unsqueeze(-1).float()
+        log_normaliser = torch.logsumexp(z, dim=-1)  # (B, c)
+        picked = z.gather(-1, response_ids[:, start : start + position_chunk].unsqueeze(-1)).squeeze(-1)
+        token_logprobs.append(picked - log_normaliser)
+        if with_entropy:
+            entropies.append(entropy_from_logits(z))
     mask = response_mask.bool()
-    token_logprobs = torch.where(mask, token_logprobs, torch.zeros_like(token_logprobs))
+    logprobs = torch.cat(token_logprobs, dim=1)  # (B, T)
+    logprobs = torch.where(mask, logprobs, torch.zeros_like(logprobs))
     entropy = None
     if with_entropy:
-        entropy = torch.where(mask, entropy_from_logits(logits), torch.zeros_like(token_logprobs))
-    return token_logprobs, entropy
+        entropy = torch.where(mask, torch.cat(entropies, dim=1), torch.zeros_like(logprobs))
+    return logprobs, entropy
