@@ -4,7 +4,7 @@ accelerate's `--cpu` flag means a single process; `--multi_gpu` with `model.devi
 processes (accelerate's MULTI_CPU mode, gloo backend).
 """
 
-import shutil
+import importlib.util
 import subprocess
 import sys
 
@@ -14,7 +14,8 @@ from ead.training.logger import read_metrics
 from test_trainer import tiny_overrides, tiny_model_dir  # noqa: F401  (fixture)
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed (pip install 'ead-rlvr[accelerate]')")
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None,
+                    reason="accelerate is not installed (pip install 'ead-rlvr[accelerate]')")
 def test_two_process_training_on_cpu(tiny_model_dir, tmp_path):  # noqa: F811
     run_dir = tmp_path / "ddp"
     overrides = [o for o in tiny_overrides(tiny_model_dir, run_dir, steps=2) if not o.startswith("grading.")]
