@@ -1,13 +1,16 @@
 """Decompose the fork task's success into P(right first step) x P(correct | right first step).
 
-Usage: python docs/results/fork_branch_check.py [MODEL_DIR ...]   (default: the fork sweep's base model)
+Usage: python docs/results/fork_branch_check.py [CHECKPOINT_DIR ...]
 
-For each schedule: 16 samples on each of the 60 held-out fork problems, step 0 of the schedule.
+Without arguments: the fork sweep's base model under each ``base_eval`` schedule. With checkpoint
+directories (``runs/sweep_fork/cells/<id>/checkpoints/step_000040``): each trained policy at tau = 1.
+16 samples on each of the 60 held-out fork problems, step 0 of the schedule.
 "Right branch" = the response starts with ``max-min=``; "tail ok" = graded correct given that.
 """
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -29,10 +32,9 @@ for model_dir in models:
     if model_dir is None:
         model, tokenizer = load_policy(train_config.model, train_config.task, torch.device("cpu"))
     else:
-        from pathlib import Path
-
         model, tokenizer = load_policy(train_config.model, train_config.task, torch.device("cpu"), weights_from=Path(model_dir))
-    for label, spec in config.base_eval.schedules.items():
+    schedules = config.base_eval.schedules if model_dir is None else {"fixed-1.0": {"name": "fixed", "tau": 1.0}}
+    for label, spec in schedules.items():
         rows = [p for p in problems for _ in range(n)]
         out = sample(model, tokenizer, [p.prompt for p in rows], schedule_from_dict(spec), step=0,
                      max_new_tokens=train_config.sampling.max_new_tokens, batch_size=256, seed=0)
@@ -44,6 +46,6 @@ for model_dir in models:
             right += is_right
             correct += ok
             correct_right += ok and is_right
-        print(json.dumps({"model": model_dir or "base", "schedule": label, "p_right_branch": round(right / len(rows), 3),
+        print(json.dumps({"model": "base" if model_dir is None else Path(model_dir).parent.parent.name, "schedule": label, "p_right_branch": round(right / len(rows), 3),
                           "p_correct": round(correct / len(rows), 3),
                           "p_correct_given_right": round(correct_right / max(right, 1), 3)}), flush=True)

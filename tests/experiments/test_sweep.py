@@ -19,6 +19,10 @@ FAKE_TRAIN = textwrap.dedent("""
     with open(os.environ["FAKE_CALLS"], "a") as calls:
         calls.write(json.dumps({"dir": out.name, "resume": "--resume" in args}) + "\\n")
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    if os.environ.get("FAKE_SLEEP"):
+        (out / "pid").write_text(str(os.getpid()))
+        import time
+        time.sleep(float(os.environ["FAKE_SLEEP"]))
     start = 2 if "--resume" in args else 0
     with open(out / "metrics.jsonl", "a" if start else "w") as f:
         for step in range(start, 4):
@@ -122,6 +126,33 @@ def test_failed_cell_is_recorded_and_the_sweep_resumes_it(tmp_path, fake_train, 
 
     third = run_sweep(config, progress=False, poll_s=0.02)
     assert third.done == [] and len(third.skipped) == 4 and len(fake_train()) == 5
+
+
+def test_sigterm_stops_the_running_cells_and_marks_them_interrupted(tmp_path, fake_train):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config_path = tmp_path / "sweep.yaml"
+    make_config(tmp_path, seeds=[0])
+    runner = (f"import ead.experiments.sweep as s; s.TRAIN_ENTRY = {sweep_module.TRAIN_ENTRY!r}; "
+              "s.validate_cells = lambda c: None; s.warm_up = lambda c, progress=True: []; "
+              f"from ead.experiments.grid import load_sweep_config; s.run_sweep(load_sweep_config({str(config_path)!r}), "
+              "progress=False, poll_s=0.05)")
+    sweep = subprocess.Popen([sys.executable, "-c", runner], env={**os.environ, "FAKE_SLEEP": "60"})
+    pid_files = [tmp_path / "sweep" / "cells" / cell / "pid" for cell in ("hot__grpo__s0", "ead__grpo__s0")]
+    deadline = time.time() + 30
+    while not all(p.exists() and p.read_text() for p in pid_files) and time.time() < deadline:
+        time.sleep(0.1)
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=30) != 0
+    for pid_file in pid_files:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), 0)  # the cell's process is gone, not orphaned
+    status = json.loads((tmp_path / "sweep" / "status.json").read_text())
+    assert {status[c]["state"] for c in ("hot__grpo__s0", "ead__grpo__s0")} == {"interrupted"}
 
 
 def test_a_cell_started_with_other_arguments_is_refused(tmp_path, fake_train):

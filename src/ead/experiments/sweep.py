@@ -16,7 +16,8 @@ Layout of ``out_dir``::
                             train.log, cell.json (its exact command), DONE
 
 Rerunning the same command skips cells with ``DONE`` and resumes the others, so an
-interrupted sweep continues where it stopped. A cell whose saved command differs from the
+interrupted sweep continues where it stopped. SIGINT or SIGTERM to the sweep stops its running
+cells (their own processes, by handle) before it exits. A cell whose saved command differs from the
 current one is refused (its results would mix two budgets): delete it or use a new out_dir.
 """
 
@@ -24,8 +25,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +151,7 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, poll_s: float = 0.5
            "MKL_NUM_THREADS": str(config.threads_per_cell), "TOKENIZERS_PARALLELISM": "false"}
     bar = _progress(len(jobs) + len(skipped), len(skipped), progress)
     pending, running = list(jobs), {}
+    previous_handlers = _interrupt_on_signals()
     try:
         while pending or running:
             while pending and len(running) < config.jobs:
@@ -191,9 +195,26 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, poll_s: float = 0.5
         _save_status(out_dir, status)
         raise
     finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         if bar is not None:
             bar.close()
     return result
+
+
+def _interrupt_on_signals() -> dict[int, object]:
+    """Turn SIGTERM and SIGINT into KeyboardInterrupt so the running cells are stopped, not orphaned.
+
+    SIGINT needs this too: a process started in the background by a non-interactive shell
+    (``nohup ead sweep ... &``) inherits SIGINT as ignored, and Python then never installs its handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def _start(job: Job, env: dict[str, str]) -> subprocess.Popen:
