@@ -56,3 +56,15 @@ def test_parse_override_reads_numbers_lists_and_strings():
     assert parse_override("path=runs/x") == (["path"], "runs/x")
     with pytest.raises(ConfigError):
         parse_override("novalue")
+
+
+def test_fork_task_with_the_default_length_budget_is_refused_before_training():
+    from ead.training.setup import build_task, check_length_budget
+
+    config = load_train_config(overrides=["task.name=countdown-fork"])
+    task = build_task(config.task, config.model)
+    assert task.max_response_chars + 1 > config.sampling.max_new_tokens  # the fork's longest chain: 26 + EOS
+    with pytest.raises(ConfigError, match=r"sampling\.max_new_tokens \(24\)"):
+        check_length_budget(task, config.sampling.max_new_tokens, builtin_model=True)
+    check_length_budget(task, task.max_response_chars + 1, builtin_model=True)
+    check_length_budget(task, 24, builtin_model=False)  # another tokenizer: tokens are not characters

@@ -47,6 +47,16 @@ def build_task(task_section: TaskSection, model_section: ModelSection) -> Task:
     return CountdownTask(_countdown_config(task_section), seed=task_section.seed)
 
 
+def check_length_budget(task: Task, max_new_tokens: int, builtin_model: bool) -> None:
+    """With the built-in character model, the longest correct Countdown chain plus EOS must fit the budget."""
+    longest = getattr(task, "max_response_chars", None)
+    if builtin_model and longest is not None and max_new_tokens < longest + 1:
+        raise ConfigError(
+            f"sampling.max_new_tokens ({max_new_tokens}) is shorter than the longest correct {task.name} chain "
+            f"({longest} characters + EOS = {longest + 1} tokens with the built-in character tokenizer); "
+            f"set sampling.max_new_tokens={longest + 1} or more")
+
+
 def policy_path(model_section: ModelSection, task_section: TaskSection) -> Path | str:
     """The model to start from: the configured path, or the warm-started built-in model (trained once, cached)."""
     if model_section.path is not None:

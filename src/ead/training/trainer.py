@@ -43,7 +43,7 @@ from ead.training.distributed import setup_distributed
 from ead.training.logger import MetricsLogger
 from ead.training.periodic_eval import evaluate_policy
 from ead.training.rollout import collect_rollouts
-from ead.training.setup import build_task, load_policy, resolve_device
+from ead.training.setup import build_task, check_length_budget, load_policy, resolve_device
 from ead.training.update import UpdateSettings, importance_and_drift, old_policy_logprobs, ppo_update
 
 
@@ -97,6 +97,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                          f"number of processes ({dist.world_size})")
     device = dist_device or resolve_device(config.model.device)
     task: Task = build_task(config.task, config.model)
+    check_length_budget(task, config.sampling.max_new_tokens, builtin_model=config.model.path is None)
     resume_from = latest_checkpoint(checkpoint_dir) if resume else None
     model, tokenizer = load_policy(config.model, config.task, device, weights_from=resume_from)
     # Seed after loading: a first-time warm start of the built-in model draws from the global RNG,
