@@ -46,3 +46,22 @@ def tiny_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model(tiny_tokenizer):
     return build_test_model(len(tiny_tokenizer), logit_scale=30.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random policy saved with save_pretrained, for runs that take ``model.path``."""
+    path = tmp_path_factory.mktemp("tiny_policy")
+    tokenizer = build_test_tokenizer()
+    build_test_model(len(tokenizer), seed=3, logit_scale=2.0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matmuls on a shared 2-core box are 20x slower with 2 threads than with 1."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -21,6 +21,15 @@ def reference_next_token_probs(model, tokenizer, prompt_ids, response_ids, t, ta
     return torch.softmax(logits / tau, dim=-1)  # (B, V)
 
 
+def recomputed_logits(model, tokenizer, prompt, response_ids):
+    """Independent path for one row: a full forward over prompt + response, float64 logits
+    at the positions that predict each response token, ``(len(response), V)``."""
+    prompt_ids = torch.tensor([tokenizer(prompt, add_special_tokens=False).input_ids])
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([prompt_ids, response_ids.view(1, -1)], 1)).logits[0].double()
+    return logits[prompt_ids.shape[1] - 1 : -1]
+
+
 def chi_square_pvalue(observed: torch.Tensor, expected: torch.Tensor, min_expected: float = 5.0) -> float:
     """Pearson test, pooling the bins with small expected counts into one."""
     order = torch.argsort(expected, descending=True)
@@ -83,14 +92,12 @@ def test_behaviour_logprobs_equal_independent_recomputation(spread_model, tiny_t
     rollouts = sample(spread_model, tiny_tokenizer, prompts, schedule, step=2, max_new_tokens=12, batch_size=7, seed=5)
     assert rollouts.response_ids.shape[0] == len(prompts)
     for row in range(len(prompts)):
-        prompt_ids = torch.tensor([tiny_tokenizer(prompts[row], add_special_tokens=False).input_ids])
         length = int(rollouts.lengths[row])
         response = rollouts.response_ids[row, :length].view(1, -1)
-        with torch.no_grad():
-            logits = spread_model(input_ids=torch.cat([prompt_ids, response], 1)).logits[0].double()
+        logits = recomputed_logits(spread_model, tiny_tokenizer, prompts[row], response)
         for t in range(length):
             tau = schedule.temperature(t, 2)
-            expected = torch.log_softmax(logits[prompt_ids.shape[1] - 1 + t] / tau, -1)[response[0, t]]
+            expected = torch.log_softmax(logits[t] / tau, -1)[response[0, t]]
             assert float(rollouts.behaviour_logprobs[row, t]) == pytest.approx(float(expected), abs=2e-4)
             assert float(rollouts.temperatures[row, t]) == pytest.approx(tau, abs=1e-6)
         # after EOS: masked out and zeroed
@@ -134,12 +141,10 @@ def test_captured_target_logprobs_and_entropy_equal_recomputation_at_temperature
     prompts = ["3 7>5:", "12 4 9>1:"] * 4
     rollouts = sample(spread_model, tiny_tokenizer, prompts, SCHEDULE, max_new_tokens=6, seed=2, capture_target=True, top_k=5)
     for row in range(len(prompts)):
-        prompt_ids = torch.tensor([tiny_tokenizer(prompts[row], add_special_tokens=False).input_ids])
         length = int(rollouts.lengths[row])
         response = rollouts.response_ids[row, :length].view(1, -1)
-        with torch.no_grad():
-            logits = spread_model(input_ids=torch.cat([prompt_ids, response], 1)).logits[0].double()
+        logits = recomputed_logits(spread_model, tiny_tokenizer, prompts[row], response)
         for t in range(length):
-            log_p = torch.log_softmax(logits[prompt_ids.shape[1] - 1 + t], -1)  # tau = 1, no top-k: the target pi
+            log_p = torch.log_softmax(logits[t], -1)  # tau = 1, no top-k: the target pi
             assert float(rollouts.target_logprobs[row, t]) == pytest.approx(float(log_p[response[0, t]]), abs=2e-4)
             assert float(rollouts.target_entropy[row, t]) == pytest.approx(float(-(log_p.exp() * log_p).sum()), abs=2e-4)

@@ -19,13 +19,7 @@ from ead.modeling.tiny import (
 SMALL = TinyModelConfig(num_layers=2, hidden_size=64, num_heads=4, intermediate_size=128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matmuls on a shared 2-core box are 20x slower with 2 threads than with 1."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")

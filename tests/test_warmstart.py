@@ -18,12 +18,7 @@ SMALL = TinyModelConfig(num_layers=2, hidden_size=64, num_heads=4, intermediate_
 QUICK = SFTConfig(steps=20, batch_size=16, warmup_steps=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 def test_traces_mix_correct_decoy_and_slipped_chains():

@@ -186,14 +186,3 @@ def test_real_tiny_sweep_through_the_cli(tmp_path, tiny_model_dir):
     base = json.loads((tmp_path / "sweep" / "base_inference" / "base_inference.json").read_text())
     assert set(base["schedules"]) == {"fixed-1.0", "ead"} and base["k"] == [1, 2, 4]
     assert (tmp_path / "report" / "report.html").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from conftest import build_test_model, build_test_tokenizer
-
-    path = tmp_path_factory.mktemp("tiny_policy")
-    tokenizer = build_test_tokenizer()
-    build_test_model(len(tokenizer), seed=3, logit_scale=2.0).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path

@@ -11,12 +11,12 @@ import sys
 import pytest
 
 from ead.training.logger import read_metrics
-from test_trainer import tiny_overrides, tiny_model_dir  # noqa: F401  (fixture)
+from test_trainer import tiny_overrides
 
 
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None,
                     reason="accelerate is not installed (pip install 'ead-rlvr[accelerate]')")
-def test_two_process_training_on_cpu(tiny_model_dir, tmp_path):  # noqa: F811
+def test_two_process_training_on_cpu(tiny_model_dir, tmp_path):
     run_dir = tmp_path / "ddp"
     overrides = [o for o in tiny_overrides(tiny_model_dir, run_dir, steps=2) if not o.startswith("grading.")]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

@@ -6,22 +6,12 @@ import math
 import pytest
 import torch
 
-from conftest import build_test_model, build_test_tokenizer
 from ead.tasks.base import Grade
 from ead.training.config import load_train_config
 from ead.training.logger import read_metrics
 from ead.training.trainer import train
 
 NONDETERMINISTIC = ("time/", "throughput/")
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_policy")
-    tokenizer = build_test_tokenizer()
-    build_test_model(len(tokenizer), seed=3, logit_scale=2.0).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def tiny_overrides(model_dir, out_dir, steps=4):
