@@ -9,14 +9,13 @@ so evaluating does not change what training does.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ead.metrics import problem_metrics
-from ead.objectives.logprobs import sequence_logprobs_and_entropy
 from ead.sampling import sample
 from ead.schedules import Schedule
 from ead.tasks.base import Problem
-from ead.training.rollout import _grade
+from ead.training.rollout import grade_responses
+from ead.training.update import old_policy_logprobs
 
 
 def evaluate_policy(
@@ -36,19 +35,13 @@ def evaluate_policy(
     prompts = [p.prompt for p in problems for _ in range(samples)]
     rollouts = sample(model, tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
                       batch_size=batch_size, seed=seed)
-    grades, _ = _grade(grader, [p for p in problems for _ in range(samples)], rollouts.texts)
+    grades, _ = grade_responses(grader, [p for p in problems for _ in range(samples)], rollouts.texts)
     per_problem = []
     for i in range(len(problems)):
         group = grades[i * samples : (i + 1) * samples]
         per_problem.append(problem_metrics([g.correct for g in group], [g.answer_key for g in group], ks))
     metrics = {f"eval/{key}": float(np.mean([m[key] for m in per_problem])) for key in per_problem[0]}
-    with torch.no_grad():
-        entropies = []
-        for start in range(0, len(prompts), batch_size):
-            part = rollouts.select(list(range(start, min(start + batch_size, len(prompts)))))
-            _, entropy = sequence_logprobs_and_entropy(model, part.prompt_ids, part.prompt_mask, part.response_ids,
-                                                       part.response_mask, with_entropy=True)
-            entropies.append((float(entropy.sum()), float(part.response_mask.sum())))
-    metrics["eval/entropy"] = sum(e for e, _ in entropies) / max(sum(n for _, n in entropies), 1.0)
+    _, entropy = old_policy_logprobs(model, rollouts, batch_size)  # pi at temperature 1, zero on padding
+    metrics["eval/entropy"] = float(entropy.sum() / rollouts.response_mask.sum().clamp(min=1))
     metrics["eval/response_length"] = float(rollouts.lengths.float().mean())
     return metrics

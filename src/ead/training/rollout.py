@@ -28,7 +28,8 @@ class RolloutBatch:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def _grade(grader, problems: list[Problem], texts: list[str]) -> tuple[list[Grade], dict[str, float]]:
+def grade_responses(grader, problems: list[Problem], texts: list[str]) -> tuple[list[Grade], dict[str, float]]:
+    """Grade with a pool's ``grade_batch`` (contained, counted) or, for a bare grader, call by call."""
     if hasattr(grader, "grade_batch"):
         return grader.grade_batch(problems, texts)
     return [grader(p, t) for p, t in zip(problems, texts)], {}
@@ -75,7 +76,7 @@ def collect_rollouts(
         rollouts = sample(model, tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
                           top_k=top_k, top_p=top_p, batch_size=generation_batch_size,
                           capture_target=capture_target)
-        grades, grade_stats = _grade(grader, [p for p in problems for _ in range(samples_per_group)], rollouts.texts)
+        grades, grade_stats = grade_responses(grader, [p for p in problems for _ in range(samples_per_group)], rollouts.texts)
         rewards = torch.tensor([g.reward for g in grades], dtype=torch.float32).view(num_groups, samples_per_group)
         correct = torch.tensor([g.correct for g in grades], dtype=torch.bool).view(num_groups, samples_per_group)
         totals["rounds"] += 1
