@@ -20,7 +20,8 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from ead.schedules import Schedule
 
-__all__ = ["EADLogitsProcessor", "Rollouts", "apply_top_k_top_p", "concat_rollouts", "sample"]
+__all__ = ["EADLogitsProcessor", "Rollouts", "apply_top_k_top_p", "build_rollouts", "concat_rollouts", "eos_token_ids",
+           "sample"]
 
 
 def apply_top_k_top_p(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -146,9 +147,9 @@ class Rollouts:
         )
 
 
-def _response_mask(response_ids: torch.Tensor, eos_token_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _response_mask(response_ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """1 for tokens up to and including the first EOS; whether each row hit EOS."""
-    is_eos = torch.isin(response_ids, torch.tensor(eos_token_ids, device=response_ids.device))  # (B, T)
+    is_eos = torch.isin(response_ids, torch.tensor(eos_ids, device=response_ids.device))  # (B, T)
     eos_seen_before = (is_eos.long().cumsum(dim=1) - is_eos.long()) > 0
     return (~eos_seen_before).long(), is_eos.any(dim=1)
 
@@ -168,7 +169,7 @@ def _sample_chunk(model, tokenizer, prompts, schedule, step, max_new_tokens, top
     prompt_mask = encoded["attention_mask"].to(device)
     processor = EADLogitsProcessor(schedule, step, prompt_ids.shape[1], top_k=top_k, top_p=top_p,
                                    capture_target=capture_target)
-    eos_ids = tokenizer.eos_token_id if isinstance(tokenizer.eos_token_id, list) else [tokenizer.eos_token_id]
+    eos_ids = eos_token_ids(tokenizer)
     # An explicit config: the model's own generation_config (a Hub model's top_k=20, say)
     # must not add warpers after ours, or mu would not be the distribution we record.
     generation_config = GenerationConfig(
@@ -188,19 +189,38 @@ def _sample_chunk(model, tokenizer, prompts, schedule, step, max_new_tokens, top
     )
     response_ids = sequences[:, prompt_ids.shape[1] :]  # (B, T)
     captured = processor.finish(sequences)
-    response_mask, finished = _response_mask(response_ids, eos_ids)
-    texts = tokenizer.batch_decode(response_ids * response_mask + tokenizer.pad_token_id * (1 - response_mask), skip_special_tokens=True)
+    return build_rollouts(tokenizer, prompt_ids, prompt_mask, response_ids, captured["behaviour_logprobs"],
+                          captured["temperatures"], captured["target_logprobs"] if capture_target else None,
+                          captured["target_entropy"] if capture_target else None)
+
+
+def eos_token_ids(tokenizer) -> list[int]:
+    """The tokenizer's end-of-sequence id(s) as a list."""
+    return tokenizer.eos_token_id if isinstance(tokenizer.eos_token_id, list) else [tokenizer.eos_token_id]
+
+
+def build_rollouts(tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_ids: torch.Tensor,
+                   behaviour_logprobs: torch.Tensor, temperatures: torch.Tensor,
+                   target_logprobs: torch.Tensor | None = None, target_entropy: torch.Tensor | None = None) -> Rollouts:
+    """:class:`Rollouts` from sampled tokens, whichever engine sampled them.
+
+    Cuts each response after its first EOS (mask, ``finished``, decoded text) and zeroes every
+    per-token tensor past it, so all engines hand the trainer the same thing.
+    """
+    response_mask, finished = _response_mask(response_ids, eos_token_ids(tokenizer))
+    texts = tokenizer.batch_decode(response_ids * response_mask + tokenizer.pad_token_id * (1 - response_mask),
+                                   skip_special_tokens=True)
     return Rollouts(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
         response_ids=response_ids,
         response_mask=response_mask,
-        behaviour_logprobs=captured["behaviour_logprobs"] * response_mask,
-        temperatures=captured["temperatures"] * response_mask,
+        behaviour_logprobs=behaviour_logprobs * response_mask,
+        temperatures=temperatures * response_mask,
         texts=texts,
         finished=finished,
-        target_logprobs=captured["target_logprobs"] * response_mask if capture_target else None,
-        target_entropy=captured["target_entropy"] * response_mask if capture_target else None,
+        target_logprobs=None if target_logprobs is None else target_logprobs * response_mask,
+        target_entropy=None if target_entropy is None else target_entropy * response_mask,
     )
 
 
