@@ -23,13 +23,28 @@ def build_test_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>")
 
 
-def build_test_model(vocab_size: int, seed: int = 0, logit_scale: float = 1.0):
+def chi_square_pvalue(observed: torch.Tensor, expected: torch.Tensor, min_expected: float = 5.0) -> float:
+    """Pearson test, pooling the bins with small expected counts into one."""
+    from scipy import stats
+
+    order = torch.argsort(expected, descending=True)
+    observed, expected = observed[order].double(), expected[order].double()
+    keep = expected >= min_expected
+    obs, exp = observed[keep], expected[keep]
+    if (~keep).any():
+        obs = torch.cat([obs, observed[~keep].sum().view(1)])
+        exp = torch.cat([exp, expected[~keep].sum().view(1)])
+    statistic = float(((obs - exp) ** 2 / exp).sum())
+    return float(stats.chi2.sf(statistic, df=len(obs) - 1))
+
+
+def build_test_model(vocab_size: int, seed: int = 0, logit_scale: float = 1.0, num_heads: int = 4):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        num_attention_heads=num_heads, num_key_value_heads=max(1, num_heads // 2), max_position_embeddings=256,
         pad_token_id=0, eos_token_id=1, bos_token_id=1, tie_word_embeddings=False,
     )
     model = Qwen2ForCausalLM(config)

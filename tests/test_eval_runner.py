@@ -89,20 +89,20 @@ def test_records_summary_and_plots(reference):
 
 def test_resume_after_interruption_redoes_nothing_and_matches(tiny_model_dir, dataset, reference, tmp_path,
                                                             monkeypatch):
-    import ead.sampling
+    from ead.engines import HFEngine
 
     full_dir, full_summary = reference
 
-    real_sample = ead.sampling.sample
+    real_generate = HFEngine.generate
     calls = []
 
-    def interrupted_sample(*args, **kwargs):
+    def interrupted_generate(*args, **kwargs):
         calls.append(kwargs["seed"])
         if len(calls) == 4:  # blocks are (1,2), (3,4), (5); 2 schedules each -> dies inside block 2
             raise KeyboardInterrupt
-        return real_sample(*args, **kwargs)
+        return real_generate(*args, **kwargs)
 
-    monkeypatch.setattr(ead.sampling, "sample", interrupted_sample)
+    monkeypatch.setattr(HFEngine, "generate", interrupted_generate)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         run_eval(_config(tiny_model_dir, dataset, out))

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from scipy import stats
 
-from conftest import build_test_model
+from conftest import build_test_model, chi_square_pvalue
 from ead.sampling import apply_top_k_top_p, sample
 from ead.schedules import EADSchedule, FixedSchedule
 
@@ -28,19 +27,6 @@ def recomputed_logits(model, tokenizer, prompt, response_ids):
     with torch.no_grad():
         logits = model(input_ids=torch.cat([prompt_ids, response_ids.view(1, -1)], 1)).logits[0].double()
     return logits[prompt_ids.shape[1] - 1 : -1]
-
-
-def chi_square_pvalue(observed: torch.Tensor, expected: torch.Tensor, min_expected: float = 5.0) -> float:
-    """Pearson test, pooling the bins with small expected counts into one."""
-    order = torch.argsort(expected, descending=True)
-    observed, expected = observed[order].double(), expected[order].double()
-    keep = expected >= min_expected
-    obs, exp = observed[keep], expected[keep]
-    if (~keep).any():
-        obs = torch.cat([obs, observed[~keep].sum().view(1)])
-        exp = torch.cat([exp, expected[~keep].sum().view(1)])
-    statistic = float(((obs - exp) ** 2 / exp).sum())
-    return float(stats.chi2.sf(statistic, df=len(obs) - 1))
 
 
 @pytest.fixture(scope="module")

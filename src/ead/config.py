@@ -142,7 +142,8 @@ def config_from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     unknown = sorted(set(data) - set(known))
     if unknown:
         names = ", ".join(f"{prefix + '.' if prefix else ''}{k}" for k in unknown)
-        raise ConfigError(f"unknown config field(s): {names}; allowed here: {sorted(known)}")
+        raise ConfigError(f"{prefix + ': ' if prefix else ''}unknown config field(s): {names}; "
+                          f"allowed here: {sorted(known)}")
     kwargs = {}
     for name, value in data.items():
         where = f"{prefix}.{name}" if prefix else name

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Protocol
 
-from ead.config import ConfigError, require
+from ead.config import ConfigError, config_from_dict, require
 from ead.sampling import Rollouts, sample
 from ead.schedules import Schedule
 
@@ -91,22 +91,18 @@ class VLLMOptions:
     """Any other ``vllm.LLM`` keyword (e.g. ``{'tensor_parallel_size': 1, 'quantization': 'fp8'}``)."""
 
     def __post_init__(self) -> None:
-        require(0 < self.gpu_memory_utilization <= 1, "vllm.gpu_memory_utilization", "must be in (0, 1]")
-        require(self.max_model_len is None or self.max_model_len >= 2, "vllm.max_model_len", "must be >= 2 or null")
-        require(self.max_num_seqs is None or self.max_num_seqs >= 1, "vllm.max_num_seqs", "must be >= 1 or null")
+        require(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]")
+        require(self.max_model_len is None or self.max_model_len >= 2, "max_model_len", "must be >= 2 or null")
+        require(self.max_num_seqs is None or self.max_num_seqs >= 1, "max_num_seqs", "must be >= 1 or null")
         owned = {f.name for f in fields(self)} | {"model", "tokenizer", "seed", "logprobs_mode",
-                                                 "distributed_executor_backend"}
+                                                 "distributed_executor_backend", "generation_config"}
         clash = sorted(set(self.engine_options) & owned)
-        require(not clash, "vllm.engine_options", f"must not set {clash}: ead sets them (or they have their own field)")
+        require(not clash, "engine_options", f"must not set {clash}: ead sets them (or they have their own field)")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "vllm") -> "VLLMOptions":
-        """Validated options; an unknown key is an error naming it."""
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - allowed)
-        if unknown:
-            raise ConfigError(f"unknown {where} field(s) {[f'{where}.{k}' for k in unknown]}; allowed: {sorted(allowed)}")
-        return cls(**values)
+        """Validated, typed options; errors name the field as ``{where}.{field}``."""
+        return config_from_dict(cls, values, prefix=where)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

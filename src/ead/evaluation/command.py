@@ -6,6 +6,7 @@ Examples::
     ead eval --model Qwen/Qwen2.5-Math-1.5B --dataset math500.jsonl --compare \\
         data.prompt_template='{problem} Put your final answer in \\boxed{{}}.' max_new_tokens=3072
     ead eval --model runs/demo --schedule fixed:tau=0.6 --schedule ead:unit=0.4,warmup_tokens=0
+    ead eval --engine vllm --model Qwen/Qwen2.5-Math-1.5B --dataset math500.jsonl --compare vllm.dtype=bfloat16
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def register(subparsers) -> None:
     parser.add_argument("--compare", action="store_true",
                         help="add the paper's comparison: fixed 0.6 / 1.0 / 1.2 and EAD (the training demo "
                              "schedule for built-in tasks, the paper defaults otherwise)")
+    parser.add_argument("--engine", choices=["hf", "vllm"],
+                        help="what samples: hf (transformers generate, default) or vllm (needs ead-rlvr[vllm]; "
+                             "engine settings as vllm.<field>=value overrides)")
     parser.add_argument("--num-problems", type=int, help="only the first N problems")
     parser.add_argument("--output-dir", help="where records, summary and plots go")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted evaluation in --output-dir")
@@ -91,7 +95,7 @@ def build_config(args: argparse.Namespace):
 
     data = _read_yaml(args.config)
     flags = {"model": args.model, "dataset": args.dataset, "samples": args.samples, "k": args.k,
-             "num_problems": args.num_problems, "output_dir": args.output_dir}
+             "num_problems": args.num_problems, "output_dir": args.output_dir, "engine": args.engine}
     data.update({key: value for key, value in flags.items() if value is not None})
     if args.resume:
         data["resume"] = True

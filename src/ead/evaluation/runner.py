@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ead.config import ConfigError, require
+from ead.engines import RolloutEngine, VLLMOptions, build_engine
 from ead.schedules import ScheduleError, schedule_from_dict
 from ead.tasks.base import Grader, Problem
 
@@ -42,7 +43,8 @@ __all__ = ["EvalConfig", "run_eval", "schedule_label", "resolve_model_path", "pr
 BUILTIN_TASKS = ("countdown", "countdown-fork")
 # Must match between a run and its resume: they change what gets sampled or how it is graded.
 RESUME_KEYS = ("model", "dataset", "data", "countdown", "grader", "grader_options", "samples", "schedules", "step",
-               "max_new_tokens", "top_k", "top_p", "problems_per_batch", "generation_batch_size", "seed", "dtype")
+               "max_new_tokens", "top_k", "top_p", "problems_per_batch", "generation_batch_size", "seed", "dtype",
+               "engine", "vllm")
 
 
 @dataclass
@@ -82,7 +84,12 @@ class EvalConfig:
     problems_per_batch: int = 1
     """Problems sampled together (one seed per block); larger is faster on GPUs, changes the samples."""
     generation_batch_size: int = 256
-    """Rows per ``generate`` call."""
+    """Rows per ``generate`` call (hf engine)."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """What samples: 'hf' (transformers ``generate``) or 'vllm' (``pip install 'ead-rlvr[vllm]'``; records then
+    lack log pi at temperature 1 and its entropy, which vLLM cannot return in the same pass)."""
+    vllm: dict[str, Any] = field(default_factory=dict)
+    """For engine='vllm': fields of :class:`ead.engines.VLLMOptions` (gpu_memory_utilization, dtype, ...)."""
     seed: int = 0
     """Base seed; each block's seed is derived from it and the block's uids."""
     device: str = "auto"
@@ -135,6 +142,7 @@ class EvalConfig:
         require(0 < self.confidence < 1, "confidence", "must be in (0, 1)")
         require(self.model is not None or self.dataset in BUILTIN_TASKS, "model",
                 "is required for file datasets (the built-in model only knows Countdown)")
+        VLLMOptions.from_dict(self.vllm, where="vllm")
 
 
 def schedule_label(spec: dict[str, Any]) -> str:
@@ -227,29 +235,43 @@ def _load_problems_and_grader(config: EvalConfig, tokenizer: Any) -> tuple[list[
     return problems[: config.num_problems], grader, budget, builtin
 
 
-def _load_model(config: EvalConfig, builtin: str | None):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _resolve_model(config: EvalConfig, builtin: str | None) -> tuple[str, int | None]:
+    """(path or Hub id, training step or None) of the model to evaluate."""
+    if config.model is not None:
+        return resolve_model_path(config.model)
+    from ead.modeling.warmstart import warm_start
+    from ead.tasks.countdown import PRESETS, CountdownConfig, CountdownConfigError, CountdownTask
 
-    if config.model is None:
-        from ead.modeling.warmstart import warm_start
-        from ead.tasks.countdown import PRESETS, CountdownConfig, CountdownConfigError, CountdownTask
+    try:
+        task = CountdownTask(CountdownConfig.from_dict({**PRESETS[builtin].to_dict(), **config.countdown}))
+    except CountdownConfigError as exc:
+        raise ConfigError(f"countdown: {exc}") from None
+    return str(warm_start(task, config.warm_start_cache, num_threads=config.num_threads)), None
 
-        try:
-            task = CountdownTask(CountdownConfig.from_dict({**PRESETS[builtin].to_dict(), **config.countdown}))
-        except CountdownConfigError as exc:
-            raise ConfigError(f"countdown: {exc}") from None
-        path, step = str(warm_start(task, config.warm_start_cache, num_threads=config.num_threads)), None
-    else:
-        path, step = resolve_model_path(config.model)
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if config.device == "auto" else config.device)
+
+def _load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:  # left padding with eos is fine for causal LMs
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
-    return model, tokenizer, path, step
+    return tokenizer
+
+
+def _load_engine(config: EvalConfig, path: str, tokenizer: Any) -> RolloutEngine:
+    """The sampling engine: the hf engine loads the model here, vLLM loads its own copy."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = None
+    if config.engine == "hf":
+        device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
+                              else "cpu" if config.device == "auto" else config.device)
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    return build_engine(config.engine, model=model, model_path=path, tokenizer=tokenizer,
+                        batch_size=config.generation_batch_size,
+                        vllm_options=VLLMOptions.from_dict(config.vllm, where="vllm"), seed=config.seed)
 
 
 def _check_output_dir(config: EvalConfig) -> Path:
@@ -330,6 +352,37 @@ def _target_summary(rows: Any, mask: Any, lengths: Any) -> dict[str, Any]:
     return out
 
 
+def _sample_and_grade(engine: RolloutEngine, pool: Any, blocks: list[list[Problem]], labels: list[str],
+                      schedules: list[Any], files: dict[str, Path], done: dict[str, set[str]], config: EvalConfig,
+                      step: int, max_new_tokens: int, progress: Any, grade_stats: dict[str, int]) -> None:
+    """Sample each block under each schedule, grade, and append every finished problem's record at once."""
+    for block in blocks:
+        seed = problem_seed(config.seed, [p.uid for p in block])
+        for label, schedule in zip(labels, schedules):
+            missing = [p for p in block if p.uid not in done[label]]
+            if not missing:
+                continue
+            prompts = [p.prompt for p in block for _ in range(config.samples)]
+            rollouts = engine.generate(prompts, schedule, step, max_new_tokens, top_k=config.top_k, top_p=config.top_p,
+                                       seed=seed, capture_target=engine.can_capture_target)
+            rows = [(p, list(range(i * config.samples, (i + 1) * config.samples)))
+                    for i, p in enumerate(block) if p.uid not in done[label]]
+            flat = [i for _, idx in rows for i in idx]
+            grades, stats = pool.grade_batch([p for p, idx in rows for _ in idx],
+                                             [rollouts.texts[i] for i in flat])
+            for key in grade_stats:
+                grade_stats[key] += int(stats[key])
+            with open(files[label], "a", encoding="utf-8") as f:
+                for j, (problem, idx) in enumerate(rows):
+                    group = grades[j * config.samples : (j + 1) * config.samples]
+                    record = _record(problem, label, seed, rollouts.select(idx), group, config.k)
+                    f.write(json.dumps(record) + "\n")
+                    f.flush()
+                    done[label].add(problem.uid)
+                    if progress is not None:
+                        progress.update(1)
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -339,7 +392,6 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
 
     from ead.evaluation.report import print_tables, summarize, write_plots
     from ead.grading.sandbox import GraderPool
-    from ead.sampling import sample
 
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
@@ -347,7 +399,8 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     # -- setup: output dir, model, problems, grader ---------------------------------------------
     out = _check_output_dir(config)
     builtin = config.dataset if config.dataset in BUILTIN_TASKS else None
-    model, tokenizer, model_path, ckpt_step = _load_model(config, builtin)
+    model_path, ckpt_step = _resolve_model(config, builtin)
+    tokenizer = _load_tokenizer(model_path)
     problems, grader, default_budget, _ = _load_problems_and_grader(config, tokenizer)
     step = config.step if config.step is not None else (ckpt_step or 0)
     max_new_tokens = config.max_new_tokens or default_budget
@@ -368,36 +421,16 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         progress = tqdm(total=len(problems) * len(labels), initial=len(problems) * len(labels) - todo,
                         desc="ead eval", unit="problem", dynamic_ncols=True)
     grade_stats = {"errors": 0, "timeouts": 0}
-    with GraderPool(grader, timeout_s=config.grader_timeout_s, num_workers=config.grader_workers,
-                    inline=config.grader_inline) as pool:
-        for block in blocks:
-            seed = problem_seed(config.seed, [p.uid for p in block])
-            for label, schedule in zip(labels, schedules):
-                missing = [p for p in block if p.uid not in done[label]]
-                if not missing:
-                    continue
-                prompts = [p.prompt for p in block for _ in range(config.samples)]
-                rollouts = sample(model, tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
-                                  top_k=config.top_k, top_p=config.top_p,
-                                  batch_size=config.generation_batch_size, seed=seed, capture_target=True)
-                rows = [(p, list(range(i * config.samples, (i + 1) * config.samples)))
-                        for i, p in enumerate(block) if p.uid not in done[label]]
-                flat = [i for _, idx in rows for i in idx]
-                grades, stats = pool.grade_batch([p for p, idx in rows for _ in idx],
-                                                 [rollouts.texts[i] for i in flat])
-                for key in grade_stats:
-                    grade_stats[key] += int(stats[key])
-                with open(files[label], "a", encoding="utf-8") as f:
-                    for j, (problem, idx) in enumerate(rows):
-                        group = grades[j * config.samples : (j + 1) * config.samples]
-                        record = _record(problem, label, seed, rollouts.select(idx), group, config.k)
-                        f.write(json.dumps(record) + "\n")
-                        f.flush()
-                        done[label].add(problem.uid)
-                        if progress is not None:
-                            progress.update(1)
-    if progress is not None:
-        progress.close()
+    engine = _load_engine(config, model_path, tokenizer)
+    try:
+        with GraderPool(grader, timeout_s=config.grader_timeout_s, num_workers=config.grader_workers,
+                        inline=config.grader_inline) as pool:
+            _sample_and_grade(engine, pool, blocks, labels, schedules, files, done, config, step, max_new_tokens,
+                              progress, grade_stats)
+    finally:
+        engine.close()
+        if progress is not None:
+            progress.close()
 
     # -- summarise from the records (identical whether or not the run was interrupted) ----------
     order = {p.uid: i for i, p in enumerate(problems)}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ead.config import ConfigError, config_from_dict, load_config, require
+from ead.engines import VLLMOptions
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.schedules import ScheduleError, schedule_from_dict
 
@@ -77,13 +78,19 @@ class SamplingSection:
     top_p: float | None = None
     """Optional nucleus threshold after the temperature (None = off)."""
     generation_batch_size: int = 256
-    """Rows per generate() call."""
+    """Rows per generate() call (hf engine)."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """What samples rollouts: 'hf' = generate() on the training model; 'vllm' = a vLLM engine colocated in
+    this process (``pip install 'ead-rlvr[vllm]'``), weights copied into it after every update."""
+    vllm: dict[str, Any] = field(default_factory=dict)
+    """For engine='vllm': fields of ead.engines.VLLMOptions (gpu_memory_utilization, max_model_len, dtype, ...)."""
 
     def __post_init__(self) -> None:
         try:
             schedule_from_dict(self.schedule)
         except ScheduleError as exc:
             raise ConfigError(f"sampling.{exc}") from None
+        VLLMOptions.from_dict(self.vllm, where="sampling.vllm")
         require(self.max_new_tokens >= 1, "sampling.max_new_tokens", "must be >= 1")
         require(self.top_k is None or self.top_k >= 1, "sampling.top_k", "must be >= 1 or null")
         require(self.top_p is None or 0 < self.top_p <= 1, "sampling.top_p", "must be in (0, 1] or null")
@@ -245,6 +252,9 @@ class TrainConfig:
                 "train.mini_batch_size", f"must divide prompts_per_step * samples_per_prompt = {rollouts}")
         require(self.train.samples_per_prompt >= 2 or self.algorithm.advantage != "rloo",
                 "train.samples_per_prompt", "must be >= 2 for RLOO")
+        require(self.sampling.engine == "hf" or self.algorithm.old_logprobs != "sampler", "algorithm.old_logprobs",
+                f"'sampler' needs sampling.engine='hf' ({self.sampling.engine} cannot record log pi at temperature 1 "
+                "while sampling); use 'recompute' or 'auto'")
 
 
 # Presets: each algorithm is a set of overrides on the defaults, not a branch in the loop.

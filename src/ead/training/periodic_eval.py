@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ead.engines import RolloutEngine
 from ead.metrics import problem_metrics
-from ead.sampling import sample
 from ead.schedules import Schedule
 from ead.tasks.base import Problem
 from ead.training.rollout import grade_responses
@@ -19,8 +19,8 @@ from ead.training.update import old_policy_logprobs
 
 
 def evaluate_policy(
+    engine: RolloutEngine,
     model,
-    tokenizer,
     problems: list[Problem],
     grader,
     schedule: Schedule,
@@ -31,10 +31,12 @@ def evaluate_policy(
     seed: int,
     step: int = 0,
 ) -> dict[str, float]:
-    """Mean over problems of pass@k / worst@k / mean@k / maj@k, plus response length and entropy of pi."""
+    """Mean over problems of pass@k / worst@k / mean@k / maj@k, plus response length and entropy of pi.
+
+    ``engine`` samples; ``model`` (the policy itself) gives the entropy of pi at temperature 1.
+    """
     prompts = [p.prompt for p in problems for _ in range(samples)]
-    rollouts = sample(model, tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
-                      batch_size=batch_size, seed=seed)
+    rollouts = engine.generate(prompts, schedule, step, max_new_tokens, seed=seed)
     grades, _ = grade_responses(grader, [p for p in problems for _ in range(samples)], rollouts.texts)
     per_problem = []
     for i in range(len(problems)):

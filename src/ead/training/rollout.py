@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ead.sampling import Rollouts, concat_rollouts, sample
+from ead.engines import RolloutEngine
+from ead.sampling import Rollouts, concat_rollouts
 from ead.schedules import Schedule
 from ead.tasks.base import Grade, Problem, Task
 
@@ -36,8 +37,8 @@ def grade_responses(grader, problems: list[Problem], texts: list[str]) -> tuple[
 
 
 def collect_rollouts(
-    model,
-    tokenizer,
+    engine: RolloutEngine,
+    pad_token_id: int,
     task: Task,
     grader,
     schedule: Schedule,
@@ -48,16 +49,17 @@ def collect_rollouts(
     max_new_tokens: int,
     top_k: int | None,
     top_p: float | None,
-    generation_batch_size: int,
     dynamic_sampling: bool,
     max_rounds: int,
     capture_target: bool = False,
     shard=None,
+    seed: int | None = None,
 ) -> tuple[RolloutBatch, int]:
     """Sample and grade until ``num_groups`` groups are kept; returns the batch and the new data position.
 
     ``shard`` (data-parallel runs) picks this process's share of each batch of problems; ``num_groups``
-    is then the global count and this process keeps up to its share.
+    is then the global count and this process keeps up to its share. ``seed`` (engines with their own
+    random generator) fixes what each round samples; None samples from torch's global stream.
     """
     shard = shard or (lambda items: items)
     global_groups = num_groups
@@ -69,13 +71,13 @@ def collect_rollouts(
     totals = {"rounds": 0, "groups_sampled": 0, "responses_sampled": 0, "grade_errors": 0.0, "grade_timeouts": 0.0,
               "reward_sum": 0.0, "correct_sum": 0.0}
     rounds = max_rounds if dynamic_sampling else 1
-    for _ in range(rounds):
+    for round_index in range(rounds):
         problems = shard(task.train_batch(data_position, global_groups))
         data_position += 1
         prompts = [p.prompt for p in problems for _ in range(samples_per_group)]
-        rollouts = sample(model, tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
-                          top_k=top_k, top_p=top_p, batch_size=generation_batch_size,
-                          capture_target=capture_target)
+        round_seed = None if seed is None else seed + round_index * 2**32  # rows use round_seed + row
+        rollouts = engine.generate(prompts, schedule, step, max_new_tokens, top_k=top_k, top_p=top_p,
+                                   seed=round_seed, capture_target=capture_target)
         grades, grade_stats = grade_responses(grader, [p for p in problems for _ in range(samples_per_group)], rollouts.texts)
         rewards = torch.tensor([g.reward for g in grades], dtype=torch.float32).view(num_groups, samples_per_group)
         correct = torch.tensor([g.correct for g in grades], dtype=torch.bool).view(num_groups, samples_per_group)
@@ -101,7 +103,7 @@ def collect_rollouts(
         kept_rewards, kept_correct = [rewards], [correct]
     totals["groups_kept"] = len(kept_problems)
     batch = RolloutBatch(
-        rollouts=concat_rollouts(kept_rollouts, tokenizer.pad_token_id),
+        rollouts=concat_rollouts(kept_rollouts, pad_token_id),
         problems=kept_problems,
         rewards=torch.cat(kept_rewards),
         correct=torch.cat(kept_correct),

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import yaml
 
-from ead.config import config_to_dict
+from ead.config import ConfigError, config_to_dict
+from ead.engines import VLLMOptions, build_engine
 from ead.grading.sandbox import GraderPool
 from ead.objectives import compute_advantages
 from ead.schedules import schedule_from_dict
@@ -126,6 +127,14 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         micro_batch_size=config.train.micro_batch_size,
         max_grad_norm=config.train.max_grad_norm,
     )
+    if config.sampling.engine != "hf" and dist.world_size > 1:
+        raise ConfigError(f"sampling.engine={config.sampling.engine!r} runs one colocated engine per machine; "
+                          "data-parallel runs sample with 'hf' (or use the verl recipe, docs/integrations.md)")
+    # The engine starts from the weights just loaded (a checkpoint's when resuming) and gets every update.
+    engine = build_engine(config.sampling.engine, model=policy, model_path=policy.name_or_path, tokenizer=tokenizer,
+                          batch_size=config.sampling.generation_batch_size,
+                          vllm_options=VLLMOptions.from_dict(config.sampling.vllm, where="sampling.vllm"),
+                          seed=config.train.seed)
     state = LoopState()
     if resume_from is not None:
         saved = load_trainer_state(resume_from)
@@ -141,15 +150,15 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     grader = GraderPool(task.grader, timeout_s=config.grading.timeout_s, num_workers=config.grading.workers,
                         inline=config.grading.inline)
     bucket_edges = position_bucket_edges(config.sampling.max_new_tokens)
-    old_logprobs_from_sampler = config.algorithm.old_logprobs == "sampler" or (
-        config.algorithm.old_logprobs == "auto" and next(model.parameters()).dtype == torch.float32)
+    old_logprobs_from_sampler = engine.can_capture_target and (config.algorithm.old_logprobs == "sampler" or (
+        config.algorithm.old_logprobs == "auto" and next(model.parameters()).dtype == torch.float32))
     progress = _progress_bar(config, initial=state.step) if dist.is_main else None
 
     def run_eval(step: int) -> dict[str, float]:
         """Rank 0 evaluates the held-out set; other processes wait."""
         metrics = {}
         if dist.is_main:
-            metrics = evaluate_policy(policy, tokenizer, eval_problems, grader, eval_schedule, config.eval.samples,
+            metrics = evaluate_policy(engine, policy, eval_problems, grader, eval_schedule, config.eval.samples,
                                       config.eval.k, config.sampling.max_new_tokens,
                                       config.sampling.generation_batch_size,
                                       seed=config.train.seed + 1_000_003 * (step + 1), step=step)
@@ -175,11 +184,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             step_start = time.perf_counter()
             # ---------------------------------------------------- 1. rollout
             batch, state.data_position = collect_rollouts(
-                policy, tokenizer, task, grader, behaviour_schedule, state.step, state.data_position,
+                engine, tokenizer.pad_token_id, task, grader, behaviour_schedule, state.step, state.data_position,
                 config.train.prompts_per_step, config.train.samples_per_prompt, config.sampling.max_new_tokens,
-                config.sampling.top_k, config.sampling.top_p, config.sampling.generation_batch_size,
-                config.algorithm.dynamic_sampling, config.algorithm.max_sampling_rounds,
-                capture_target=old_logprobs_from_sampler, shard=dist.shard)
+                config.sampling.top_k, config.sampling.top_p, config.algorithm.dynamic_sampling,
+                config.algorithm.max_sampling_rounds, capture_target=old_logprobs_from_sampler, shard=dist.shard,
+                seed=rollout_seed(config, engine, state.step))
             rollouts = batch.rollouts
             rollout_seconds = time.perf_counter() - step_start
             # ---------------------------------------------------- 2. advantages
@@ -198,6 +207,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             update_start = time.perf_counter()
             update_stats = ppo_update(model, optimizer, lr_scheduler, rollouts, loss_mask, advantages, old_logprobs,
                                       weights, ref_model, settings, dist)
+            engine.sync_weights(policy)  # the next rollout (and eval) samples from the updated policy
             state.step += 1
             # ---------------------------------------------------- 5. log
             step_seconds = time.perf_counter() - step_start
@@ -243,6 +253,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     finally:
         # ------------------------------------------------------------------ cleanup
         grader.close()
+        engine.close()
         if logger is not None:
             logger.close()
         if progress is not None:
@@ -250,6 +261,18 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if dist.is_main:
         _write_plots(run_dir)
     return run_dir
+
+
+def rollout_seed(config: TrainConfig, engine, step: int) -> int | None:
+    """Seed of step ``step``'s rollouts, for engines with their own random generator.
+
+    HF ``generate`` draws from torch's global RNG, which checkpoints save and restore, so it
+    needs none. vLLM's generator is not checkpointed: a per-step seed makes a resumed run
+    sample exactly what the uninterrupted run would have.
+    """
+    if engine.name == "hf":
+        return None
+    return (config.train.seed * 1_000_003 + step) * 2**40
 
 
 def _progress_bar(config: TrainConfig, initial: int):
