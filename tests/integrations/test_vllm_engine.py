@@ -223,3 +223,45 @@ def test_ead_train_with_vllm_engine_keeps_weights_in_sync(policy_dir, tmp_path, 
         assert max(drift) < 1e-4, drift
     else:
         assert min(drift[1:]) > 1e-3, drift  # after an update a stale engine samples the old policy
+
+
+def test_ead_train_with_vllm_engine_resumes_exactly(policy_dir, tmp_path, monkeypatch):
+    """Crash after the step-2 checkpoint, resume: same metrics and final weights as a straight run.
+    vLLM's generator is not checkpointed; the per-step rollout seeds make this hold."""
+    from safetensors.torch import load_file
+
+    import ead.training.trainer as trainer_module
+    from ead.training.config import load_train_config
+    from ead.training.logger import read_metrics
+
+    def overrides(out):
+        return [f"model.path={policy_dir}", "model.device=cpu", "model.num_threads=1", "sampling.engine=vllm",
+                f"sampling.vllm={json.dumps(OPTIONS)}", "sampling.max_new_tokens=8", "train.steps=4",
+                "train.prompts_per_step=4", "train.samples_per_prompt=4", "train.mini_batch_size=8",
+                "train.ppo_epochs=1", "train.lr=1e-2", "algorithm.entropy_coef=0.5", "eval.every=2",
+                "eval.samples=4", "eval.k=[1,4]", "task.num_eval_problems=3", "output.save_every=2",
+                "grading.inline=true", "output.progress=false", f"output.dir={out}"]
+
+    straight = trainer_module.train(load_train_config(overrides=overrides(tmp_path / "straight")))
+    real_update, calls = trainer_module.ppo_update, {"n": 0}
+
+    def crash_on_third_update(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash after the step-2 checkpoint")
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "ppo_update", crash_on_third_update)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer_module.train(load_train_config(overrides=overrides(tmp_path / "resumed")))
+    monkeypatch.setattr(trainer_module, "ppo_update", real_update)
+    resumed = trainer_module.train(load_train_config(overrides=overrides(tmp_path / "resumed")), resume=True)
+
+    def comparable(path):
+        return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))}
+                for r in read_metrics(path / "metrics.jsonl")]
+
+    assert comparable(resumed) == comparable(straight)
+    a = load_file(straight / "checkpoints" / "step_000004" / "model" / "model.safetensors")
+    b = load_file(resumed / "checkpoints" / "step_000004" / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
