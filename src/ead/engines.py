@@ -86,7 +86,9 @@ class VLLMOptions:
     max_model_len: int | None = None
     """Prompt + response tokens per sequence; None: the model's own limit."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weights dtype inside vLLM ('auto': the checkpoint's). Log-probs come back in float32."""
+    """Weights dtype inside vLLM. 'auto' is vLLM's rule: a float32 checkpoint runs in bf16/fp16, so mu then
+    differs from the float32 trainer's pi by half-precision rounding (the importance weight absorbs it; the
+    drift is logged as is/kl_behaviour_to_pi). Log-probs come back in float32 either way."""
     enforce_eager: bool = False
     """Skip CUDA graph capture (faster start, slower decoding)."""
     max_num_seqs: int | None = None

@@ -34,7 +34,7 @@ from ead.integrations.vllm_args import engine_kwargs, sampling_params
 from ead.sampling import Rollouts, build_rollouts
 from ead.schedules import Schedule
 
-__all__ = ["VLLMEngine"]
+__all__ = ["VLLMEngine", "load_weights"]
 
 
 def _free_port() -> int:
@@ -64,7 +64,6 @@ class VLLMEngine:
         if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer needs pad_token_id and eos_token_id set")
         self.tokenizer = tokenizer
-        self._vllm = vllm
         _single_process_group_env()
         kwargs: dict[str, Any] = dict(
             model=str(model_path),
@@ -137,22 +136,8 @@ class VLLMEngine:
     # ------------------------------------------------------------------ weights
 
     def sync_weights(self, model) -> None:
-        """Copy ``model``'s parameters into vLLM, then drop KV entries computed with the old weights.
-
-        Uses the worker's ``reload_weights`` (vLLM >= 0.11): it takes Hugging Face names and
-        re-applies whatever kernel-format processing the platform did at load time (fused
-        q/k/v and gate/up, CPU weight repacking), which a bare ``model.load_weights`` skips.
-        """
-        weights = [(name, param.detach()) for name, param in model.named_parameters()]
-        try:
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights,
-                                                              "is_checkpoint_format": True})
-        except AttributeError:  # older vLLM: load into the model directly, as TRL's colocate mode does
-            vllm_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-            vllm_model.load_weights(weights)
-        if self._vllm.platforms.current_platform.is_cpu():
-            self.llm.apply_model(_repack_cpu_embeddings)
-        self.llm.reset_prefix_cache()
+        """Copy ``model``'s parameters into vLLM, then drop KV entries computed with the old weights."""
+        load_weights(self.llm, [(name, param.detach()) for name, param in model.named_parameters()])
 
     def close(self) -> None:
         """Shut the engine down and free its memory."""
@@ -165,6 +150,25 @@ class VLLMEngine:
         del llm
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def load_weights(llm, weights: list[tuple[str, torch.Tensor]]) -> None:
+    """Load Hugging Face-named tensors into an in-process ``vllm.LLM`` and reset its prefix cache.
+
+    Uses the worker's ``reload_weights`` (vLLM >= 0.11): it maps Hugging Face names and
+    re-applies whatever kernel-format processing the platform did at load time (fused
+    q/k/v and gate/up, CPU weight repacking), which a bare ``model.load_weights`` skips
+    (on the CPU build that fails outright: the repacked parameters lost their loaders).
+    """
+    from vllm.platforms import current_platform
+
+    try:
+        llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+    except AttributeError:  # older vLLM: load into the model directly, as TRL's colocate mode does
+        llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights(weights)
+    if current_platform.is_cpu():
+        llm.apply_model(_repack_cpu_embeddings)
+    llm.reset_prefix_cache()
 
 
 def _repack_cpu_embeddings(model) -> None:
