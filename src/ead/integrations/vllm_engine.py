@@ -1,10 +1,10 @@
 """A vLLM engine colocated with the trainer: EAD rollouts for ``ead train`` and ``ead eval``.
 
 The engine runs in this process (``distributed_executor_backend="external_launcher"``,
-as TRL's colocate mode does), so after each policy update the new weights are copied
-straight into vLLM's model with its own ``load_weights`` (which maps Hugging Face
-parameter names, fused projections included), and the prefix cache is reset so no
-KV entry computed with the old weights is reused.
+as TRL's colocate mode does), so after each policy update the new weights are handed
+straight to vLLM's worker (:func:`load_weights`: ``reload_weights`` maps Hugging Face
+parameter names, fused projections included), and the prefix cache is reset so no KV
+entry computed with the old weights is reused.
 
 Every request samples with the EAD processor at temperature 1 and returns the sampled
 token's processed log-prob, i.e. ``log mu(y_t)`` of the tempered (and top-k/top-p
@@ -172,9 +172,9 @@ def load_weights(llm, weights: list[tuple[str, torch.Tensor]]) -> None:
 
 
 def _repack_cpu_embeddings(model) -> None:
-    """vLLM's CPU backend keeps a prepacked GEMM copy of each embedding matrix for the tied LM head;
-    ``reload_weights`` refreshes the matrix but not that copy (vLLM 0.32), so sampling would keep
-    using the old output layer. Re-pack it from the reloaded weights."""
+    """vLLM's CPU backend keeps a prepacked GEMM copy of each embedding / LM-head matrix for the output
+    projection; ``reload_weights`` refreshes the matrix but not that copy (vLLM 0.32, found by the tests
+    with tied embeddings), so sampling would keep using the old output layer. Re-pack from the new weights."""
     from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
     from vllm.model_executor.layers.vocab_parallel_embedding import VocabParallelEmbedding
 
