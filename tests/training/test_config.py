@@ -68,3 +68,21 @@ def test_fork_task_with_the_default_length_budget_is_refused_before_training():
         check_length_budget(task, config.sampling.max_new_tokens, builtin_model=True)
     check_length_budget(task, task.max_response_chars + 1, builtin_model=True)
     check_length_budget(task, 24, builtin_model=False)  # another tokenizer: tokens are not characters
+
+
+def test_warm_start_decoy_rate_reaches_the_sft_config_and_is_validated(monkeypatch):
+    import ead.modeling.warmstart as warmstart
+    from ead.training.setup import policy_path
+
+    seen = []
+    monkeypatch.setattr(warmstart, "warm_start", lambda task, cache, sft_config=None, num_threads=None:
+                        seen.append(sft_config) or "cached")
+    config = load_train_config(overrides=["task.name=countdown-fork", "model.warm_start_decoy_rate=0.98"])
+    assert policy_path(config.model, config.task) == "cached" and seen[-1].decoy_rate == 0.98
+    config = load_train_config(overrides=["task.name=countdown-fork"])
+    policy_path(config.model, config.task)
+    assert seen[-1] is None  # the task's default: the existing cache key is unchanged
+    with pytest.raises(ConfigError, match=r"model\.warm_start_decoy_rate must be in \[0, 1\]"):
+        load_train_config(overrides=["model.warm_start_decoy_rate=1.5"])
+    with pytest.raises(ConfigError, match="only applies to the built-in model"):
+        load_train_config(overrides=["model.path=some/model", "model.warm_start_decoy_rate=0.5"])

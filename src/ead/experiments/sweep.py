@@ -125,7 +125,8 @@ def warm_up(config: SweepConfig, progress: bool = True) -> list[str]:
     for cell in config.cells():
         train_config = load_train_config(config.recipe, cell.overrides, algorithm=cell.algorithm)
         key = json.dumps([config_to_dict(train_config.task), train_config.model.path,
-                          train_config.model.warm_start_cache], sort_keys=True, default=str)
+                          train_config.model.warm_start_cache, train_config.model.warm_start_decoy_rate],
+                         sort_keys=True, default=str)
         if key not in seen:
             if train_config.model.path is None and progress:
                 print(f"ead sweep: warm start for task {train_config.task.name} (cached after the first time)",

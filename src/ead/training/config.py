@@ -42,9 +42,17 @@ class ModelSection:
     """Trade compute for memory on large models."""
     warm_start_cache: str = ".cache/ead"
     """Where the built-in model's warm start is cached (only used when path is None)."""
+    warm_start_decoy_rate: float | None = None
+    """Built-in model only: share of wrong-path (decoy) chains in its supervised warm-start data; None: the
+    task's default (0.1 for countdown, 0.85 for countdown-fork). Higher makes the right first step rarer for
+    the base policy: the exploration problem EAD targets. Each value is its own cached model."""
 
     def __post_init__(self) -> None:
         require(self.num_threads is None or self.num_threads >= 1, "model.num_threads", "must be >= 1")
+        require(self.warm_start_decoy_rate is None or 0.0 <= self.warm_start_decoy_rate <= 1.0,
+                "model.warm_start_decoy_rate", "must be in [0, 1] or null")
+        require(self.warm_start_decoy_rate is None or self.path is None, "model.warm_start_decoy_rate",
+                "only applies to the built-in model (model.path must be null)")
 
 
 @dataclass

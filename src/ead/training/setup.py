@@ -63,11 +63,12 @@ def policy_path(model_section: ModelSection, task_section: TaskSection) -> Path 
         return model_section.path
     if task_section.name == "dataset":
         raise ConfigError("model.path is required with task.name='dataset' (the built-in model only knows Countdown)")
-    from ead.modeling.warmstart import warm_start
+    from ead.modeling.warmstart import SFTConfig, warm_start
     from ead.tasks.countdown import CountdownTask
 
     task = CountdownTask(_countdown_config(task_section))
-    return warm_start(task, model_section.warm_start_cache, num_threads=model_section.num_threads or 1)
+    sft = None if model_section.warm_start_decoy_rate is None else SFTConfig(decoy_rate=model_section.warm_start_decoy_rate)
+    return warm_start(task, model_section.warm_start_cache, sft_config=sft, num_threads=model_section.num_threads or 1)
 
 
 def load_policy(model_section: ModelSection, task_section: TaskSection, device: torch.device,
