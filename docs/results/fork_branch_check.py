@@ -1,6 +1,6 @@
 """Decompose the fork task's success into P(right first step) x P(correct | right first step).
 
-Usage: python docs/results/fork_branch_check.py [CHECKPOINT_DIR ...]
+Usage: python docs/results/fork_branch_check.py [--recipe sweep_fork_rare] [CHECKPOINT_DIR ...]
 
 Without arguments: the fork sweep's base model under each ``base_eval`` schedule. With checkpoint
 directories (``runs/sweep_fork/cells/<id>/checkpoints/step_000040``): each trained policy at tau = 1.
@@ -21,13 +21,17 @@ from ead.training.config import load_train_config
 from ead.training.setup import build_task, load_policy
 
 torch.set_num_threads(1)
-config = load_sweep_config(builtin_recipe("sweep_fork"))
+args = sys.argv[1:]
+recipe = "sweep_fork"
+if args[:1] == ["--recipe"]:
+    recipe, args = args[1], args[2:]
+config = load_sweep_config(builtin_recipe(recipe))
 cell = config.cells()[0]
 train_config = load_train_config(None, cell.overrides, algorithm=cell.algorithm)
 task = build_task(train_config.task, train_config.model)
 problems = task.eval_problems()
 n = 16
-models = sys.argv[1:] or [None]
+models = args or [None]
 for model_dir in models:
     if model_dir is None:
         model, tokenizer = load_policy(train_config.model, train_config.task, torch.device("cpu"))
