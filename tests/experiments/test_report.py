@@ -40,6 +40,8 @@ def write_sweep(root):
             for step in range(5):
                 record = {"step": step, "rollouts_consumed": 100 * step, "reward/mean": 0.1 * step,
                           "entropy/mean": 1.0, "response/length_mean": 12.0, "is/truncated_frac": 0.0}
+                if step > 0:  # training steps: 8 responses, a correct fraction growing with step and seed
+                    record.update({"sampling/responses": 8, "reward/correct_frac": 0.05 * step * (seed + 1)})
                 if step % 2 == 0:  # evals ramp linearly from 0.2 to the final value
                     value = 0.2 + (final - 0.2) * step / 4
                     record.update({"eval/mean@16": value, "eval/pass@16": min(1.0, 2 * value),
@@ -60,6 +62,17 @@ def write_sweep(root):
                               "maj": {"mean": [0.2, 0.25, 0.3], "low": [0.1, 0.1, 0.2], "high": [0.3, 0.4, 0.4]},
                               "response_length": 10.0, "seconds": 1.0} for label in ("fixed-1.0", "ead")}}))
     return root
+
+
+def test_correct_responses_per_run_by_hand(tmp_path):
+    summary = summarize(load_sweep(write_sweep(tmp_path / "toy")))
+    stat = {g["group"]: g for g in summary["groups"]}["fixed-1.0__grpo"]["correct_responses"]
+    # seed s: sum over steps 1..4 of 8 * 0.05 * step * (s + 1) = 4 * (s + 1) -> 4, 8, 12; mean 8, sd 4
+    assert stat["per_seed"] == {0: pytest.approx(4.0), 1: pytest.approx(8.0), 2: pytest.approx(12.0)}
+    assert stat["mean"] == pytest.approx(8.0) and stat["ci95"] == pytest.approx(4.303 * 4 / 3 ** 0.5, abs=1e-2)
+    from ead.experiments.report import markdown_tables
+
+    assert "| fixed-1.0__grpo | 8.0 ± 9.9 | 4 / 8 / 12 |" in markdown_tables(summary)
 
 
 def test_summary_numbers_by_hand(tmp_path):

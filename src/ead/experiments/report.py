@@ -195,6 +195,20 @@ def average_values(group: Group, key: str) -> dict[int, float]:
     return out
 
 
+def correct_responses(group: Group) -> dict[int, float]:
+    """Seed -> correct responses sampled over the whole run: sum over steps of correct_frac x responses.
+
+    The learning signal a sparse-reward run actually got; with GRPO a group only teaches when at
+    least one of its responses is correct.
+    """
+    out = {}
+    for seed, records in group.runs.items():
+        steps = [r for r in records if "reward/correct_frac" in r and "sampling/responses" in r]
+        if steps:
+            out[seed] = float(sum(r["reward/correct_frac"] * r["sampling/responses"] for r in steps))
+    return out
+
+
 def steps_to_target(group: Group, key: str, target: float) -> dict[int, tuple[int, float] | None]:
     """Seed -> (step, rollouts) of the first eval with ``key >= target``, or None if never reached."""
     out: dict[int, tuple[int, float] | None] = {}
@@ -214,6 +228,9 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
                                  "seeds": len(group.runs), "seeds_planned": len(group.seeds),
                                  "complete": sum(group.done.values()), "last_step": min(last_steps) if last_steps else 0,
                                  "final": {}, "average": {}, "targets": {}}
+        correct = correct_responses(group)
+        mean, half, n = mean_ci(list(correct.values()))
+        entry["correct_responses"] = {"mean": mean, "ci95": half, "n": n, "per_seed": correct}
         for key in FINAL:
             for name, values in (("final", final_values(group, key)), ("average", average_values(group, key))):
                 mean, half, n = mean_ci(list(values.values()))
@@ -404,6 +421,13 @@ def markdown_tables(summary: dict[str, Any]) -> str:
                   "| group | " + " | ".join(k.removeprefix("eval/") for k in PAIRED) + " |", "|" + "---|" * (len(PAIRED) + 1)]
         for row in summary["paired"]:
             lines.append(f"| {row['group']} | " + " | ".join(_fmt(row[k]) for k in PAIRED) + " |")
+    if any(g.get("correct_responses", {}).get("n") for g in summary["groups"]):
+        lines += ["", "Training signal: correct responses sampled over the run (mean ± 95% t over seeds; per seed):", "",
+                  "| group | correct responses | per seed |", "|---|---|---|"]
+        for g in summary["groups"]:
+            stat = g["correct_responses"]
+            per_seed = " / ".join(f"{v:.0f}" for _, v in sorted(stat["per_seed"].items()))
+            lines.append(f"| {g['group']} | {_fmt(stat, digits=1)} | {per_seed} |")
     target_keys = list(summary["groups"][0]["targets"]) if summary["groups"] else []
     if target_keys:
         lines += ["", "Steps to target (median over seeds that reached it; reached/seeds; median rollouts):", "",
