@@ -39,6 +39,41 @@ def vllm_skip_reason() -> str | None:
     return None
 
 
+def crash_then_resume(make_config, monkeypatch, crash_on_update: int):
+    """Train with ``ppo_update`` raising on its ``crash_on_update``-th call, then resume; the run dir."""
+    import ead.training.trainer as trainer_module
+
+    real_update, calls = trainer_module.ppo_update, {"n": 0}
+
+    def crashing_update(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == crash_on_update:
+            raise RuntimeError("simulated crash after the step-2 checkpoint")
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "ppo_update", crashing_update)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer_module.train(make_config())
+    monkeypatch.setattr(trainer_module, "ppo_update", real_update)
+    return trainer_module.train(make_config(), resume=True)
+
+
+def assert_same_run(straight, resumed, step_dir: str) -> None:
+    """Same metrics (timings aside) and bit-identical weights in checkpoint ``step_dir``."""
+    from safetensors.torch import load_file
+
+    from ead.training.logger import read_metrics
+
+    def comparable(run_dir):
+        return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))}
+                for r in read_metrics(run_dir / "metrics.jsonl")]
+
+    assert comparable(resumed) == comparable(straight)
+    a = load_file(straight / "checkpoints" / step_dir / "model" / "model.safetensors")
+    b = load_file(resumed / "checkpoints" / step_dir / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def chi_square_pvalue(observed: torch.Tensor, expected: torch.Tensor, min_expected: float = 5.0) -> float:
     """Pearson test, pooling the bins with small expected counts into one."""
     from scipy import stats

@@ -15,7 +15,7 @@ whichever engine samples it (checked against each other in the tests).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ead.config import ConfigError, config_from_dict, require
@@ -109,9 +109,6 @@ class VLLMOptions:
     def from_dict(cls, values: dict[str, Any], where: str = "vllm") -> "VLLMOptions":
         """Validated, typed options; errors name the field as ``{where}.{field}``."""
         return config_from_dict(cls, values, prefix=where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def build_engine(name: str, *, model=None, model_path: str | None = None, tokenizer=None, batch_size: int = 256,

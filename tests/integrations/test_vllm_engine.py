@@ -14,7 +14,14 @@ import json
 import pytest
 import torch
 
-from conftest import build_test_model, build_test_tokenizer, chi_square_pvalue, vllm_skip_reason
+from conftest import (
+    assert_same_run,
+    build_test_model,
+    build_test_tokenizer,
+    chi_square_pvalue,
+    crash_then_resume,
+    vllm_skip_reason,
+)
 from ead.schedules import EADSchedule, FixedSchedule
 
 SKIP_REASON = vllm_skip_reason()
@@ -215,11 +222,8 @@ def test_ead_train_with_vllm_engine_keeps_weights_in_sync(policy_dir, tmp_path, 
 def test_ead_train_with_vllm_engine_resumes_exactly(policy_dir, tmp_path, monkeypatch):
     """Crash after the step-2 checkpoint, resume: same metrics and final weights as a straight run.
     vLLM's generator is not checkpointed; the per-step rollout seeds make this hold."""
-    from safetensors.torch import load_file
-
-    import ead.training.trainer as trainer_module
     from ead.training.config import load_train_config
-    from ead.training.logger import read_metrics
+    from ead.training.trainer import train
 
     def overrides(out):
         return [f"model.path={policy_dir}", "model.device=cpu", "model.num_threads=1", "sampling.engine=vllm",
@@ -229,26 +233,7 @@ def test_ead_train_with_vllm_engine_resumes_exactly(policy_dir, tmp_path, monkey
                 "eval.samples=4", "eval.k=[1,4]", "task.num_eval_problems=3", "output.save_every=2",
                 "grading.inline=true", "output.progress=false", f"output.dir={out}"]
 
-    straight = trainer_module.train(load_train_config(overrides=overrides(tmp_path / "straight")))
-    real_update, calls = trainer_module.ppo_update, {"n": 0}
-
-    def crash_on_third_update(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("simulated crash after the step-2 checkpoint")
-        return real_update(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "ppo_update", crash_on_third_update)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        trainer_module.train(load_train_config(overrides=overrides(tmp_path / "resumed")))
-    monkeypatch.setattr(trainer_module, "ppo_update", real_update)
-    resumed = trainer_module.train(load_train_config(overrides=overrides(tmp_path / "resumed")), resume=True)
-
-    def comparable(path):
-        return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))}
-                for r in read_metrics(path / "metrics.jsonl")]
-
-    assert comparable(resumed) == comparable(straight)
-    a = load_file(straight / "checkpoints" / "step_000004" / "model" / "model.safetensors")
-    b = load_file(resumed / "checkpoints" / "step_000004" / "model" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    straight = train(load_train_config(overrides=overrides(tmp_path / "straight")))
+    resumed = crash_then_resume(lambda: load_train_config(overrides=overrides(tmp_path / "resumed")), monkeypatch,
+                                crash_on_update=3)
+    assert_same_run(straight, resumed, "step_000004")

@@ -6,13 +6,11 @@ import math
 import pytest
 import torch
 
+from conftest import assert_same_run, crash_then_resume
 from ead.tasks.base import Grade
 from ead.training.config import load_train_config
 from ead.training.logger import read_metrics
 from ead.training.trainer import train
-
-NONDETERMINISTIC = ("time/", "throughput/")
-
 
 def tiny_overrides(model_dir, out_dir, steps=4):
     return [
@@ -22,10 +20,6 @@ def tiny_overrides(model_dir, out_dir, steps=4):
         "eval.every=2", "eval.samples=4", "eval.k=[1,4]", "task.num_eval_problems=3",
         "output.save_every=2", "output.progress=false", "grading.inline=true", "model.num_threads=1",
     ]
-
-
-def comparable(records):
-    return [{k: v for k, v in r.items() if not k.startswith(NONDETERMINISTIC)} for r in records]
 
 
 def test_training_runs_and_logs_every_metric(tiny_model_dir, tmp_path):
@@ -46,31 +40,9 @@ def test_training_runs_and_logs_every_metric(tiny_model_dir, tmp_path):
 
 def test_interrupted_and_resumed_run_matches_uninterrupted(tiny_model_dir, tmp_path, monkeypatch):
     straight = train(load_train_config(overrides=tiny_overrides(tiny_model_dir, tmp_path / "straight")))
-
-    import ead.training.trainer as trainer_module
-
-    real_update = trainer_module.ppo_update
-    calls = {"n": 0}
-
-    def crash_on_fourth_update(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise RuntimeError("simulated crash after the step-2 checkpoint")
-        return real_update(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "ppo_update", crash_on_fourth_update)
     overrides = tiny_overrides(tiny_model_dir, tmp_path / "resumed")
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(load_train_config(overrides=overrides))
-    monkeypatch.setattr(trainer_module, "ppo_update", real_update)
-    resumed = train(load_train_config(overrides=overrides), resume=True)
-
-    assert comparable(read_metrics(resumed / "metrics.jsonl")) == comparable(read_metrics(straight / "metrics.jsonl"))
-    from safetensors.torch import load_file
-
-    a = load_file(straight / "checkpoints" / "step_000004" / "model" / "model.safetensors")
-    b = load_file(resumed / "checkpoints" / "step_000004" / "model" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    resumed = crash_then_resume(lambda: load_train_config(overrides=overrides), monkeypatch, crash_on_update=4)
+    assert_same_run(straight, resumed, "step_000004")
 
 
 def test_crash_mid_save_keeps_latest_checkpoint_intact(tiny_model_dir, tmp_path, monkeypatch):

@@ -30,11 +30,11 @@ import torch
 
 from ead.engines import VLLMOptions
 from ead.integrations._optional import require
-from ead.integrations.vllm_args import engine_kwargs, sampling_params
+from ead.integrations.vllm_args import engine_kwargs, sampling_kwargs
 from ead.sampling import Rollouts, build_rollouts
 from ead.schedules import Schedule
 
-__all__ = ["VLLMEngine", "load_weights"]
+__all__ = ["VLLMEngine", "load_weights", "shutdown"]
 
 
 def _free_port() -> int:
@@ -64,6 +64,7 @@ class VLLMEngine:
         if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer needs pad_token_id and eos_token_id set")
         self.tokenizer = tokenizer
+        self._vllm = vllm
         _single_process_group_env()
         kwargs: dict[str, Any] = dict(
             model=str(model_path),
@@ -101,12 +102,12 @@ class VLLMEngine:
         if top_p is not None:
             extra["top_p"] = top_p
         requests = [{"prompt_token_ids": ids} for ids in prompt_token_ids]
-        params = [
-            sampling_params(schedule, step=step, max_tokens=max_new_tokens, logprobs=0,
-                            seed=None if seed is None else (seed + i) % (2**63), skip_special_tokens=True,
-                            **extra)
-            for i in range(len(prompts))
-        ]
+        common = sampling_kwargs(schedule, step, max_tokens=max_new_tokens, logprobs=0, skip_special_tokens=True,
+                                 **extra)
+        if seed is None:
+            params = self._vllm.SamplingParams(**common)  # one object serves every request
+        else:
+            params = [self._vllm.SamplingParams(**common, seed=(seed + i) % (2**63)) for i in range(len(prompts))]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         return self._to_rollouts(prompt_token_ids, [o.outputs[0] for o in outputs], schedule, step)
 
@@ -142,30 +143,30 @@ class VLLMEngine:
     def close(self) -> None:
         """Shut the engine down and free its memory."""
         llm, self.llm = getattr(self, "llm", None), None
-        if llm is None:
-            return
-        engine_core = getattr(llm.llm_engine, "engine_core", None)
-        if engine_core is not None and hasattr(engine_core, "shutdown"):
-            engine_core.shutdown()
-        del llm
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        if llm is not None:
+            shutdown(llm)
+
+
+def shutdown(llm) -> None:
+    """Stop a ``vllm.LLM``'s engine core (a non-daemon process unless in-process) and free device memory."""
+    engine_core = getattr(llm.llm_engine, "engine_core", None)
+    if engine_core is not None and hasattr(engine_core, "shutdown"):
+        engine_core.shutdown()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def load_weights(llm, weights: list[tuple[str, torch.Tensor]]) -> None:
     """Load Hugging Face-named tensors into an in-process ``vllm.LLM`` and reset its prefix cache.
 
-    Uses the worker's ``reload_weights`` (vLLM >= 0.11): it maps Hugging Face names and
-    re-applies whatever kernel-format processing the platform did at load time (fused
-    q/k/v and gate/up, CPU weight repacking), which a bare ``model.load_weights`` skips
-    (on the CPU build that fails outright: the repacked parameters lost their loaders).
+    Uses the worker's ``reload_weights`` (present in every vLLM the ``vllm`` extra allows): it
+    maps Hugging Face names and re-applies whatever kernel-format processing the platform did at
+    load time (fused q/k/v and gate/up, CPU weight repacking), which a bare ``model.load_weights``
+    skips (on the CPU build that fails outright: the repacked parameters lost their loaders).
     """
     from vllm.platforms import current_platform
 
-    try:
-        llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
-    except AttributeError:  # older vLLM: load into the model directly, as TRL's colocate mode does
-        llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights(weights)
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
     if current_platform.is_cpu():
         llm.apply_model(_repack_cpu_embeddings)
     llm.reset_prefix_cache()
