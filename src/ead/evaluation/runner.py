@@ -219,7 +219,7 @@ def _load_problems_and_grader(config: EvalConfig, tokenizer: Any) -> tuple[list[
         problems, grader, budget = task.eval_problems(), task.grader, task.max_response_chars + 1
         builtin: str | None = config.dataset
     else:
-        from ead.data import DataError, DataSpec, load_problems
+        from ead.data import DataError, DataSpec, load_problems, preset_grader
 
         allowed = {f.name for f in dataclasses.fields(DataSpec)} - {"path"}
         unknown = sorted(set(config.data) - allowed)
@@ -229,7 +229,7 @@ def _load_problems_and_grader(config: EvalConfig, tokenizer: Any) -> tuple[list[
             problems = load_problems(DataSpec(path=config.dataset, **config.data), tokenizer).problems
         except (DataError, TypeError) as exc:
             raise ConfigError(f"dataset: {exc}") from None
-        grader, budget, builtin = build_grader("math"), 1024, None
+        grader, budget, builtin = build_grader(preset_grader(config.dataset)), 1024, None
     if config.grader is not None:
         grader = build_grader(config.grader, **config.grader_options)
     return problems[: config.num_problems], grader, budget, builtin

@@ -62,6 +62,14 @@ def _countdown(**kwargs: Any) -> Grader:
     return CountdownGrader(**kwargs)
 
 
+@register_grader("code")
+def _code(**kwargs: Any) -> Grader:
+    """Runs the response's Python program against the problem's tests in a bubblewrap sandbox (``ead.grading.code``)."""
+    from ead.grading.code import CodeGrader
+
+    return CodeGrader(**kwargs)
+
+
 def _import_path(path: str) -> Any:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:

@@ -125,6 +125,14 @@ class GraderPool:
             raise ValueError("need timeout_s > 0, num_workers >= 1 and chunk_size >= 1")
         if start_method not in ("spawn", "forkserver"):
             raise ValueError(f"start_method must be 'spawn' or 'forkserver', got {start_method!r}")
+        # A grader with its own time limit (the code sandbox) must report its timeout itself.
+        own_limit = getattr(grader, "max_call_seconds", None)
+        if isinstance(own_limit, (int, float)) and not timeout_s > own_limit:
+            from ead.config import ConfigError
+
+            raise ConfigError(f"the grader pool's timeout ({timeout_s:g} s) must exceed the grader's own limit "
+                             f"({own_limit:g} s): raise it (ead eval: grader_timeout_s, ead train: grading.timeout_s) "
+                             "or lower the grader's timeout_s")
         self.grader = grader
         self.timeout_s = float(timeout_s)
         self.chunk_size = chunk_size
