@@ -314,17 +314,23 @@ def test_humaneval_preset_shapes_rows_for_the_code_grader():
         assert isinstance(task.grader, CodeGrader) and len(task.train_batch(0, 3)) == 3
 
 
-@needs_bwrap
-def test_ead_eval_on_humaneval_through_the_cli(tmp_path, monkeypatch):
-    """The preset picks the code grader, which grades the model's samples in the sandbox (a random model scores 0)."""
-    from ead.cli import main
+@pytest.fixture(scope="module")
+def printable_model_dir(tmp_path_factory):
+    """A tiny random Llama whose character tokenizer covers every printable character (HumanEval prompts)."""
     from ead.modeling.tiny import TinyModelConfig, build_char_tokenizer, build_tiny_model, save_tiny_model
 
-    charset = "".join(dict.fromkeys(string.printable))
-    tokenizer = build_char_tokenizer(charset)
+    tokenizer = build_char_tokenizer("".join(dict.fromkeys(string.printable)))
     model = build_tiny_model(tokenizer, TinyModelConfig(num_layers=1, hidden_size=16, num_heads=2,
                                                          intermediate_size=32, max_positions=4096))
-    model_dir = save_tiny_model(model, tokenizer, tmp_path / "model")
+    return str(save_tiny_model(model, tokenizer, tmp_path_factory.mktemp("printable") / "model"))
+
+
+@needs_bwrap
+def test_ead_eval_on_humaneval_through_the_cli(printable_model_dir, tmp_path, monkeypatch):
+    """The preset picks the code grader, which grades the model's samples in the sandbox (a random model scores 0)."""
+    from ead.cli import main
+
+    model_dir = printable_model_dir
     graded = []
     real_call = CodeGrader.__call__
 
@@ -348,3 +354,21 @@ def test_ead_eval_on_humaneval_through_the_cli(tmp_path, monkeypatch):
     assert sorted((uid, response) for uid, response, _, _ in graded) == \
         sorted((r["uid"], sample) for r in records for sample in r["samples"])
     assert {status for _, _, status, _ in graded} <= {"failed", "timeout"}
+
+
+@needs_bwrap
+def test_ead_train_on_humaneval_through_the_cli(printable_model_dir, tmp_path):
+    """One training step and one periodic eval, rewards from the code grader in a real grader pool."""
+    from ead.cli import main
+    from ead.training.logger import read_metrics
+
+    run_dir = tmp_path / "run"
+    argv = ["train", f"model.path={printable_model_dir}", f"output.dir={run_dir}", "task.name=dataset",
+            "task.dataset={train_file: humaneval, eval_file: humaneval}", "task.num_eval_problems=2",
+            "train.steps=1", "train.prompts_per_step=2", "train.samples_per_prompt=2", "train.mini_batch_size=4",
+            "train.micro_batch_size=4", "sampling.max_new_tokens=4", "eval.every=1", "eval.samples=2", "eval.k=[1,2]",
+            "output.save_every=0", "output.progress=false", "model.num_threads=1", "grading.workers=1"]
+    assert main(argv) == 0
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records] == [0, 1]
+    assert records[1]["reward/mean"] == 0.0 and records[1]["eval/pass@2"] == 0.0
