@@ -107,17 +107,22 @@ def grader():
     return CodeGrader(timeout_s=2.0, cpu_s=1)  # a busy loop meets the CPU limit, a sleep the wall clock
 
 
-def _sandbox_processes() -> list[int]:
-    """Host pids running under the sandbox uid range (none must outlive a call)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid >= SANDBOX_UID:
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
+def _sandbox_processes(settle_s: float = 1.0) -> list[int]:
+    """Host pids under the sandbox uid range (used as root; empty otherwise); none must outlive a call. The kernel tears a PID namespace
+    down asynchronously, so a process that is being killed gets ``settle_s`` to disappear."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if entry.stat().st_uid >= SANDBOX_UID:
+                        pids.append(int(entry.name))
+                except OSError:
+                    pass
+        if not pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.05)
 
 
 @needs_bwrap
@@ -245,6 +250,21 @@ def test_resource_attacks_are_contained_and_counted_in_one_pool_batch(grader):
 
 
 @needs_bwrap
+def test_process_limit_stops_forking_at_max_processes():
+    program = ("import os, time\nforks = 0\ntry:\n    while forks < 1000:\n        if os.fork() == 0:\n"
+               "            time.sleep(30)\n            os._exit(0)\n        forks += 1\n"
+               "except OSError as exc:\n    print('stopped', forks, type(exc).__name__)\n")
+    result = BubblewrapSandbox(limits=SandboxLimits(max_processes=8)).run(program)
+    assert result.status == "passed", result
+    _, forks, error = result.stdout.split()
+    # As root the program has a uid of its own and counts as one of the 8; otherwise the limit is the
+    # caller's current process count + 8 + 2 (docs/code_rewards.md), so other processes may come and go.
+    bound = 8 if os.geteuid() == 0 else 8 + 2 + 10
+    assert 0 <= int(forks) < bound and error == "BlockingIOError", result.stdout
+    assert _sandbox_processes() == []  # the children (asleep for 30 s) died with the PID namespace
+
+
+@needs_bwrap
 def test_cpu_limit_ends_a_busy_loop_before_a_generous_wall_clock():
     sandbox = BubblewrapSandbox(limits=SandboxLimits(timeout_s=30.0, cpu_s=1))
     result = sandbox.run("while True:\n    pass\n")
@@ -252,6 +272,21 @@ def test_cpu_limit_ends_a_busy_loop_before_a_generous_wall_clock():
     stubborn = sandbox.run("import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n")
     assert stubborn.status == "timeout" and "SIGKILL at the hard limit" in stubborn.detail, stubborn
     assert result.seconds < 30 and stubborn.seconds < 30
+
+
+def test_ead_eval_without_bubblewrap_is_one_message_not_a_traceback(tmp_path, monkeypatch, capsys):
+    import ead.grading.code_sandbox as code_sandbox
+    from ead.cli import main
+
+    real_which = shutil.which
+    monkeypatch.setattr(code_sandbox.shutil, "which", lambda name: None if name == "bwrap" else real_which(name))
+    argv = ["eval", "--model", "gpt2-does-not-matter", "--dataset", "humaneval", "--output-dir", str(tmp_path / "out"),
+            "--no-progress"]
+    monkeypatch.setattr("ead.evaluation.runner._load_tokenizer", lambda path: None)  # the grader is refused first
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "bubblewrap (`bwrap`) is not installed" in err and "apt-get install bubblewrap" in err
+    assert "Traceback" not in err
 
 
 def test_pool_timeout_must_exceed_the_sandbox_timeout():

@@ -17,7 +17,7 @@ checks of our own. Each program runs in a fresh sandbox (see docs/code_rewards.m
   (util-linux) with empty capability and bounding sets.
 * **environment**: cleared (``--clearenv``), only ``PATH``/``LANG``; the interpreter runs
   with ``-I -S`` (no ``PYTHON*`` variables, no user or site packages).
-* **resources** (set with ``setrlimit`` in the child before ``bwrap`` starts, inherited by
+* **resources** (set by ``prlimit`` (util-linux) just before ``bwrap`` starts, inherited by
   everything inside): address space, CPU seconds, file size, processes, open files, no core
   dumps; plus a wall-clock timeout that SIGKILLs the process group, which takes the PID
   namespace (and every process the program forked) with it.
@@ -30,7 +30,6 @@ isolation. It is never chosen implicitly.
 from __future__ import annotations
 
 import os
-import resource
 import secrets
 import select
 import shutil
@@ -124,21 +123,17 @@ class SandboxResult:
     """One line saying why (the exception or signal), empty when passed."""
 
 
-def _set_limits(limits: SandboxLimits, nproc: int) -> None:
-    """Runs in the forked child just before exec: limits inherited by bwrap and the program."""
-    os.setsid()  # own process group and session: the timeout kills the group
-    mib = 1 << 20
-    for which, value in (
-        (resource.RLIMIT_AS, limits.memory_mb * mib),
+def _prlimit_args(limits: SandboxLimits, nproc: int) -> list[str]:
+    """``prlimit`` (util-linux) prefix setting the limits on itself, inherited by bwrap and the program.
 
-        (resource.RLIMIT_FSIZE, limits.file_mb * mib),
-        (resource.RLIMIT_NPROC, nproc),
-        (resource.RLIMIT_NOFILE, limits.max_open_files),
-        (resource.RLIMIT_CORE, 0),
-    ):
-        resource.setrlimit(which, (value, value))
-    # SIGXCPU at the soft limit (reported as a CPU timeout); SIGKILL one second later if it is ignored.
-    resource.setrlimit(resource.RLIMIT_CPU, (int(limits.cpu_s), int(limits.cpu_s) + 1))
+    A tool rather than a ``preexec_fn``: Python code between fork and exec can deadlock in a
+    multi-threaded parent (a trainer grading inline), and without it ``subprocess`` can use vfork.
+    SIGXCPU comes at the soft CPU limit (reported as a timeout), SIGKILL one second later if ignored.
+    """
+    mib = 1 << 20
+    return ["prlimit", f"--as={limits.memory_mb * mib}", f"--cpu={int(limits.cpu_s)}:{int(limits.cpu_s) + 1}",
+            f"--fsize={limits.file_mb * mib}", f"--nproc={nproc}", f"--nofile={limits.max_open_files}",
+            "--core=0", "--"]
 
 
 def _own_process_count() -> int:
@@ -227,10 +222,10 @@ class _Runner:
             stdin.seek(0)
             nproc = self._nproc()
             try:
+                # A new session: the timeout kills the whole group (bwrap, or the fallback's program tree).
                 process = subprocess.Popen(
-                    self._command(workdir), stdin=stdin, stdout=out, stderr=err, cwd=workdir,
-                    env=self._env(workdir), close_fds=True,
-                    preexec_fn=lambda: _set_limits(self.limits, nproc))  # noqa: PLW1509 - no threads rely on it
+                    _prlimit_args(self.limits, nproc) + self._command(workdir), stdin=stdin, stdout=out,
+                    stderr=err, cwd=workdir, env=self._env(workdir), close_fds=True, start_new_session=True)
             except OSError as exc:
                 return SandboxResult("sandbox-error", None, "", str(exc), time.monotonic() - start, str(exc))
             timed_out = not _exits_within(process, self.limits.timeout_s)
@@ -253,6 +248,12 @@ class _Runner:
     def _env(self, workdir: str) -> dict[str, str]:
         # bwrap clears the environment inside the sandbox; the fallback starts from this one.
         return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
+
+
+def _require_prlimit() -> None:
+    if shutil.which("prlimit") is None:
+        raise SandboxUnavailableError("code sandbox: `prlimit` (util-linux) is needed to set the resource limits; "
+                                      "install util-linux (Debian/Ubuntu: apt-get install util-linux)")
 
 
 def _interpreter(python: str | None) -> tuple[str, list[str]]:
@@ -287,6 +288,7 @@ class BubblewrapSandbox(_Runner):
                 "option sandbox=rlimits-only (docs/code_rewards.md).")
         self._bwrap = found
         self._as_root = os.geteuid() == 0
+        _require_prlimit()
         if self._as_root and shutil.which("setpriv") is None:
             raise SandboxUnavailableError(
                 "code sandbox: running as root needs `setpriv` (util-linux) to drop the program to an unprivileged "
@@ -349,6 +351,7 @@ class RlimitsOnlySandbox(_Runner):
     python: str | None = None
 
     def __post_init__(self) -> None:
+        _require_prlimit()
         self._python, _ = _interpreter(self.python)
         warnings.warn(
             "code sandbox 'rlimits-only': model-written programs run WITHOUT filesystem or network isolation "
