@@ -51,7 +51,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--config", help="YAML file of EvalConfig fields")
     parser.add_argument("--model", help="HF id, save_pretrained dir, ead checkpoint or ead run dir")
-    parser.add_argument("--dataset", help="countdown | countdown-fork | a .jsonl/.parquet file | a Hub name")
+    parser.add_argument("--dataset", help="countdown | countdown-fork | humaneval | a .jsonl/.parquet file | a Hub name")
     parser.add_argument("--samples", "-n", type=int, help="samples per problem and schedule")
     parser.add_argument("--k", type=_int_list, help="comma-separated k values for pass@k etc., e.g. 1,4,16")
     parser.add_argument("--schedule", action="append", metavar="SPEC",
