@@ -4,6 +4,8 @@
 * :mod:`ead.grading.math`     - :class:`MathGrader`, equivalence by Math-Verify.
 * :mod:`ead.grading.registry` - :func:`build_grader` from a name or ``"module:function"``.
 * :mod:`ead.grading.sandbox`  - :class:`GraderPool`, graders in worker processes with a timeout.
+* :mod:`ead.grading.code`     - :class:`~ead.grading.code.CodeGrader`, programs run against tests in
+  :mod:`ead.grading.code_sandbox` (bubblewrap); imported only when the ``code`` grader is built.
 
 Nothing here imports sympy or the task modules until a grader is used.
 """
