@@ -7,17 +7,18 @@ them and none imports another command:
 * :func:`load_tokenizer` - ``AutoTokenizer`` with the pad-token fix for causal LMs;
 * :func:`load_model` / :func:`load_model_and_tokenizer` - the model on its device in its dtype, plus its tokenizer;
 * :func:`builtin_model_path` - the warm-started built-in tiny model for a Countdown config (cached);
-* :func:`build_task` - a Countdown preset plus overrides, or a dataset-backed task.
+* :func:`build_task` - the task registered under ``task.name`` in :data:`TASK_BUILDERS`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ead.config import ConfigError
 
-__all__ = ["DTYPE_NAMES", "build_task", "builtin_model_path", "countdown_config", "load_model", "load_model_and_tokenizer",
+__all__ = ["DTYPE_NAMES", "TASK_BUILDERS", "build_task", "builtin_model_path", "countdown_config", "load_model", "load_model_and_tokenizer",
            "load_tokenizer", "resolve_device", "torch_dtype"]
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
@@ -92,23 +93,40 @@ def builtin_model_path(task_config, cache_dir: str | Path | None, *, decoy_rate:
     return warm_start(CountdownTask(task_config), cache_dir, sft_config=sft, num_threads=num_threads)
 
 
-def build_task(name: str, *, countdown: Any = None, dataset: Any = None, seed: int = 0,
-               tokenizer_path: str | Path | None = None, where: str = "task."):
-    """The task called ``name``: a Countdown preset (``countdown``: overrides or a ready CountdownConfig)
-    or ``'dataset'`` (``dataset``: a :class:`~ead.data.DatasetSpec` or its dict; prompts are
-    measured with the tokenizer at ``tokenizer_path`` when given)."""
-    if name == "dataset":
-        from ead.data import DatasetTask
-
-        tokenizer = None
-        if tokenizer_path is not None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-        try:
-            return DatasetTask.from_config(dataset or {}, seed=seed, tokenizer=tokenizer)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}dataset: {exc}") from None
+def _countdown_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_path: Any, where: str):
     from ead.tasks.countdown import CountdownTask
 
     return CountdownTask(countdown_config(name, countdown, where), seed=seed)
+
+
+def _dataset_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_path: Any, where: str):
+    from ead.data import DatasetTask
+
+    tokenizer = None
+    if tokenizer_path is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    try:
+        return DatasetTask.from_config(dataset or {}, seed=seed, tokenizer=tokenizer)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}dataset: {exc}") from None
+
+
+TASK_BUILDERS: dict[str, Callable[..., Any]] = {
+    "countdown": _countdown_task,
+    "countdown-fork": _countdown_task,
+    "dataset": _dataset_task,
+}
+"""``task.name`` -> builder ``(name, countdown, dataset, seed, tokenizer_path, where) -> Task``. A new task
+is a module under ``ead/tasks/`` plus one entry here (``task.name`` is checked against this registry)."""
+
+
+def build_task(name: str, *, countdown: Any = None, dataset: Any = None, seed: int = 0,
+               tokenizer_path: str | Path | None = None, where: str = "task."):
+    """The task called ``name`` (a :data:`TASK_BUILDERS` key): a Countdown preset (``countdown``: overrides
+    or a ready CountdownConfig) or ``'dataset'`` (``dataset``: a :class:`~ead.data.DatasetSpec` or its
+    dict; prompts are measured with the tokenizer at ``tokenizer_path`` when given)."""
+    if name not in TASK_BUILDERS:
+        raise ConfigError(f"{where}name must be one of {sorted(TASK_BUILDERS)}, got {name!r}")
+    return TASK_BUILDERS[name](name, countdown, dataset, seed, tokenizer_path, where)

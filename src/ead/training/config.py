@@ -13,6 +13,7 @@ from typing import Any, Literal
 from ead.config import ConfigError, config_from_dict, load_config, require
 from ead.data import DatasetSpec
 from ead.engines import VLLMOptions
+from ead.modeling.loading import TASK_BUILDERS
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.specs import ScheduleSpec
 from ead.tasks.countdown import DEMO_EAD_SCHEDULE, PRESETS, CountdownConfig, CountdownConfigError, preset_config
@@ -66,8 +67,7 @@ class TaskSection:
     """Derived: the preset named by ``name`` with ``countdown`` applied (None for 'dataset')."""
 
     def __post_init__(self) -> None:
-        require(self.name in ("countdown", "countdown-fork", "dataset"), "task.name",
-                f"must be 'countdown', 'countdown-fork' or 'dataset', got {self.name!r}")
+        require(self.name in TASK_BUILDERS, "task.name", f"must be one of {sorted(TASK_BUILDERS)}, got {self.name!r}")
         if not isinstance(self.dataset, DatasetSpec):
             self.dataset = DatasetSpec(self.dataset, where="task.dataset")
         if self.name in PRESETS:
