@@ -63,3 +63,17 @@ def test_update_settings_come_from_the_same_named_config_fields():
     assert (settings.clip_low, settings.clip_high, settings.kl_coef, settings.ppo_epochs) == (0.2, 0.28, 0.05, 2)
     assert settings.updates_per_epoch == 3 and settings.micro_batch_size == 4  # 6 * 4 / 8
     assert settings.loss_aggregation == "seq_mean_token_mean" and settings.max_grad_norm == 1.0
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"countdown": {"eval_sise": 3}}, r"countdown: .*eval_sise"),
+    ({"dataset": "x.jsonl", "model": "m", "data": {"promt_field": "q"}}, r"data\.promt_field"),
+    ({"dataset": "x.jsonl", "model": "m", "data": {"chat_template": "yes"}}, r"data\.chat_template must be true"),
+    ({"schedules": [{"name": "ead", "tau_mx": 1.0}]}, r"schedules\[0\]: unknown schedule field"),
+    ({"vllm": {"dtyp": "auto"}}, r"vllm\.dtyp"),
+])
+def test_eval_config_checks_its_sub_configs_at_load(change, field):
+    from ead.evaluation.runner import EvalConfig
+
+    with pytest.raises(ConfigError, match=field):
+        EvalConfig(**change)

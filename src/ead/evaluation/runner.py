@@ -144,6 +144,22 @@ class EvalConfig:
                 "is required for file datasets (the built-in model only knows Countdown)")
         if not isinstance(self.vllm, VLLMOptions):
             self.vllm = VLLMOptions.from_dict(self.vllm, where="vllm")
+        self._check_task_options()
+
+    def _check_task_options(self) -> None:
+        """``countdown`` (built-in tasks) and ``data`` (files) checked by name and type at load, not mid-run."""
+        from ead.config import config_from_dict
+        from ead.data import DataSpec
+
+        if self.dataset in BUILTIN_TASKS:
+            from ead.modeling.loading import countdown_config
+
+            countdown_config(self.dataset, self.countdown, where="countdown: ")
+        allowed = {f.name for f in dataclasses.fields(DataSpec)} - {"path"}
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown data field(s) {[f'data.{k}' for k in unknown]}; allowed: {sorted(allowed)}")
+        config_from_dict(DataSpec, self.data, prefix="data")
 
     def block_size(self) -> int:
         """Problems per ``generate`` call: ``problems_per_batch``, or as many as fit the generation batch."""
