@@ -19,7 +19,6 @@ from ead.specs import ScheduleSpec
 from ead.tasks.countdown import DEMO_EAD_SCHEDULE, PRESETS, CountdownConfig, CountdownConfigError, preset_config
 
 
-
 @dataclass
 class ModelSection:
     path: str | None = None
