@@ -27,6 +27,7 @@ import numpy as np
 from ead.metrics import problem_metrics
 
 if TYPE_CHECKING:  # keep this module light to import
+    from ead.engines import RolloutEngine
     from ead.sampling import Rollouts
     from ead.schedules import Schedule
     from ead.tasks.base import Grade, Problem
@@ -62,7 +63,7 @@ class ScoredBatch:
 
 
 def score_problems(
-    engine: Any,
+    engine: RolloutEngine,
     grader: Any,
     problems: Sequence[Problem],
     schedule: Schedule,
