@@ -39,6 +39,17 @@ def vllm_skip_reason() -> str | None:
     return None
 
 
+def tiny_overrides(model_dir, out_dir, steps=4):
+    """``ead train`` overrides for a run of a few seconds on the tiny random policy at ``model_dir``."""
+    return [
+        f"model.path={model_dir}", f"output.dir={out_dir}", f"train.steps={steps}",
+        "train.prompts_per_step=4", "train.samples_per_prompt=4", "train.mini_batch_size=8",
+        "train.micro_batch_size=5", "train.ppo_epochs=2", "sampling.max_new_tokens=8",
+        "eval.every=2", "eval.samples=4", "eval.k=[1,4]", "task.num_eval_problems=3",
+        "output.save_every=2", "output.progress=false", "grading.inline=true", "model.num_threads=1",
+    ]
+
+
 def crash_then_resume(make_config, monkeypatch, crash_on_update: int):
     """Train with ``ppo_update`` raising on its ``crash_on_update``-th call, then resume; the run dir."""
     import ead.training.trainer as trainer_module

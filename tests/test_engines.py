@@ -53,7 +53,7 @@ def test_train_config_refuses_sampler_logprobs_with_vllm():
     with pytest.raises(ConfigError, match=r"sampling\.vllm\.max_num_seqs must be >= 1"):
         load_train_config(overrides=["sampling.engine=vllm", "sampling.vllm.max_num_seqs=0"])
     config = load_train_config(overrides=["sampling.engine=vllm", "sampling.vllm.gpu_memory_utilization=0.5"])
-    assert config.sampling.vllm == {"gpu_memory_utilization": 0.5}
+    assert config.sampling.vllm == VLLMOptions(gpu_memory_utilization=0.5)  # typed, parsed once at load
 
 
 def test_eval_config_validates_vllm_options():
@@ -73,4 +73,4 @@ def test_ead_eval_engine_flag_and_vllm_overrides_reach_the_config():
     args = parser.parse_args(["eval", "--engine", "vllm", "--model", "m", "vllm.dtype=bfloat16",
                               "vllm.gpu_memory_utilization=0.8"])
     config = command.build_config(args)
-    assert config.engine == "vllm" and config.vllm == {"dtype": "bfloat16", "gpu_memory_utilization": 0.8}
+    assert config.engine == "vllm" and config.vllm == VLLMOptions(dtype="bfloat16", gpu_memory_utilization=0.8)

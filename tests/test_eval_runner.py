@@ -176,3 +176,35 @@ def test_config_validation():
         EvalConfig(schedules=[{"name": "ead"}, {"name": "ead"}])
     with pytest.raises(ConfigError, match="model is required"):
         EvalConfig(dataset="math500.jsonl")
+
+
+def test_default_batched_layout_resumes_mid_block_to_the_same_records(tiny_model_dir, dataset, tmp_path, monkeypatch):
+    """problems_per_batch defaults to what fits one generate call; a run killed between two records of one
+    block resamples that block whole (same seed, same layout) and writes only what is missing."""
+    import ead.evaluation.runner as runner_module
+
+    config = lambda out, **kw: _config(tiny_model_dir, dataset, out, problems_per_batch=None,  # noqa: E731
+                                       generation_batch_size=9, schedules=[{"name": "fixed", "tau": 1.0}], **kw)
+    assert config(tmp_path / "x").block_size() == 3  # 9 rows / 3 samples: blocks (1,2,3), (4,5)
+    straight = tmp_path / "straight"
+    run_eval(config(straight))
+    expected = read_records(straight / "records" / "fixed_tau=1.jsonl")
+    assert [r["seed"] for r in expected] == [problem_seed(0, ["sums:1", "sums:2", "sums:3"])] * 3 + \
+        [problem_seed(0, ["sums:4", "sums:5"])] * 2
+
+    real_record, written = runner_module._record, []
+
+    def dying_record(*args, **kwargs):
+        if len(written) == 1:  # the first problem of block 1 is on disk, the second never gets there
+            raise KeyboardInterrupt
+        written.append(args[0].uid)
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "_record", dying_record)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(config(out))
+    assert [r["uid"] for r in read_records(out / "records" / "fixed_tau=1.jsonl")] == ["sums:1"]
+    monkeypatch.setattr(runner_module, "_record", real_record)
+    run_eval(config(out, resume=True))
+    assert read_records(out / "records" / "fixed_tau=1.jsonl") == expected

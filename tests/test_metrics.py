@@ -127,3 +127,52 @@ def test_bootstrap_ci_seeded_and_brackets_mean():
     assert 0.15 < low and high < 0.45  # sd of the mean ~0.046: +-1.96 sd ~ [0.21, 0.39]
     assert bootstrap_ci([0.5] * 5) == (0.5, 0.5)
     assert all(math.isnan(x) for x in bootstrap_ci([]))
+
+
+def _brute_curve(correct, keys, size):
+    """pass@N and maj@N by enumerating every N-subset (independent of ead.metrics' estimators)."""
+    import itertools
+    from collections import Counter
+
+    passes, majs = [], []
+    for subset in itertools.combinations(range(len(correct)), size):
+        passes.append(any(correct[i] for i in subset))
+        votes = Counter(keys[i] for i in subset if keys[i] is not None)
+        if not votes:
+            majs.append(False)
+            continue
+        top = max(votes.values())
+        winner = next(keys[i] for i in subset if keys[i] is not None and votes[keys[i]] == top)  # earliest wins ties
+        majs.append(next(correct[i] for i in subset if keys[i] == winner))
+    return sum(passes) / len(passes), sum(majs) / len(majs)
+
+
+def test_metric_curves_match_brute_force_over_subsets():
+    from ead.metrics import metric_curves
+
+    groups = [([True, False, False, True, False], ["1", "2", "2", "1", None]),
+              ([False, False, True, False, False], ["3", "3", "4", None, "3"]),
+              ([False] * 5, [None] * 5)]
+    sizes = [1, 2, 3, 4, 5]
+    curves = metric_curves(groups, sizes, ("pass", "maj", "worst", "mean"))
+    for j, size in enumerate(sizes):
+        brute = [_brute_curve(c, k, size) for c, k in groups]
+        assert curves["pass"]["mean"][j] == pytest.approx(sum(b[0] for b in brute) / 3)
+        assert curves["maj"]["mean"][j] == pytest.approx(sum(b[1] for b in brute) / 3)
+    assert curves["mean"]["mean"] == pytest.approx([(2 / 5 + 1 / 5) / 3] * 5)
+    assert curves["worst"]["mean"][0] == pytest.approx((2 / 5 + 1 / 5) / 3)  # worst@1 = mean@1
+    assert curves["worst"]["mean"][1] == pytest.approx((1 / 10) / 3)  # C(2,2)/C(5,2) for the first problem only
+    assert "low" not in curves["pass"]
+
+
+def test_metric_curves_intervals_bracket_the_mean_and_empty_is_nan():
+    import math
+
+    from ead.metrics import metric_curves
+
+    groups = [([i % 3 == 0, False, True], ["a", "b", "a"]) for i in range(12)]
+    curve = metric_curves(groups, [1, 3], ("pass",), confidence=0.9)["pass"]
+    assert all(lo <= m <= hi for lo, m, hi in zip(curve["low"], curve["mean"], curve["high"]))
+    assert math.isnan(metric_curves([], [1], ("maj",))["maj"]["mean"][0])
+    with pytest.raises(ValueError, match="unknown curve metric"):
+        metric_curves(groups, [1], ("best",))

@@ -6,6 +6,11 @@ under the field). :func:`load_config` reads a YAML file, applies overrides like
 dataclass recursively, rejecting unknown keys and wrong types with an error
 that names the dotted field (and the file). Range checks live in each
 dataclass's ``__post_init__`` and raise :class:`ConfigError` the same way.
+
+A field may also be a *typed sub-config*: a class with a ``from_config(value, where)``
+classmethod (parse and validate a mapping, errors naming ``where``) and a ``to_config()``
+method (the mapping back, for ``config.yaml``), e.g. :class:`ead.specs.ScheduleSpec`. It is
+parsed once at load, and the command uses the parsed object.
 """
 
 from __future__ import annotations
@@ -94,6 +99,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if len(errors) == 1:  # Optional[X]: X's own message is the useful one
             raise ConfigError(errors[0])
         raise ConfigError(f"{where}: {value!r} does not match {_type_name(tp)}")
+    if isinstance(tp, type) and hasattr(tp, "from_config"):  # a typed sub-config parsed by its own class
+        return value if isinstance(value, tp) else tp.from_config(value, where)
     if origin is Literal:
         if value not in get_args(tp):
             raise ConfigError(f"{where} must be one of {list(get_args(tp))}, got {value!r}")
@@ -157,8 +164,24 @@ def config_from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """Plain-dict (YAML/JSON-able) view of a config dataclass."""
-    return dataclasses.asdict(config)
+    """Plain-dict (YAML/JSON-able) view of a config dataclass; the inverse of :func:`config_from_dict`.
+
+    Typed sub-configs (classes with ``from_config`` / ``to_config``) are written as the mapping they
+    were parsed from; derived fields (``init=False``) are left out.
+    """
+    return _to_plain(config)
+
+
+def _to_plain(value: Any) -> Any:
+    if hasattr(value, "to_config") and not isinstance(value, type):
+        return _to_plain(value.to_config())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_plain(v) for v in value)
+    return value
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,

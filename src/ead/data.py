@@ -28,7 +28,7 @@ import functools
 import json
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -272,6 +272,85 @@ def load_problems(spec: DataSpec, tokenizer: Any = None) -> ProblemSet:
     return ProblemSet(problems, source, skipped)
 
 
+@dataclass
+class DatasetFiles:
+    """The file-level keys of ``task.dataset`` (the rest are :class:`DataSpec` row fields)."""
+
+    train_file: str | None = None
+    """Training problems: a local file or a Hub dataset name; None: an evaluation-only task."""
+    eval_file: str | None = None
+    """Held-out problems, same forms; None: a training-only task."""
+    train_split: str = "train"
+    """Hub datasets only: the split of ``train_file``."""
+    eval_split: str = "test"
+    """Hub datasets only: the split of ``eval_file``."""
+    grader: str | None = None
+    """Registry name or ``module:function`` of the reward function; None: the preset's grader (e.g. ``code``
+    for ``humaneval``), else ``math``."""
+    grader_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options of the grader factory."""
+    name: str = "dataset"
+    """The task's name in logs and reports."""
+
+
+class DatasetSpec(Mapping):
+    """``task.dataset`` parsed once: :class:`DatasetFiles` keys plus :class:`DataSpec` row fields
+    (``prompt_field``, ``prompt_template``, ...) that apply to both files. Every key is checked
+    by name and type at load, errors naming the dotted field."""
+
+    __slots__ = ("options", "files", "rows")
+
+    def __init__(self, options: dict[str, Any], where: str = "task.dataset"):
+        from ead.config import ConfigError, config_from_dict
+
+        if not isinstance(options, dict):
+            raise ConfigError(f"{where or 'dataset'} must be a mapping of dataset options, got {options!r}")
+        own = {f.name for f in dataclasses.fields(DatasetFiles)}
+        shared = {f.name for f in dataclasses.fields(DataSpec)} - {"path", "split"}
+        unknown = sorted(set(options) - own - shared)
+        if unknown:
+            raise ConfigError(f"unknown dataset option(s) {[f'{where}.{k}' if where else k for k in unknown]}; "
+                              f"allowed: {sorted(own | shared)}")
+        self.options = dict(options)
+        self.files: DatasetFiles = config_from_dict(DatasetFiles, {k: v for k, v in options.items() if k in own},
+                                                    prefix=where)
+        self.rows: DataSpec = config_from_dict(DataSpec, {k: v for k, v in options.items() if k in shared},
+                                               prefix=where)
+
+    @classmethod
+    def from_config(cls, value: Any, where: str) -> DatasetSpec:
+        return cls(value, where)
+
+    def to_config(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.options[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.options)
+
+    def __len__(self) -> int:
+        return len(self.options)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DatasetSpec):
+            return self.options == other.options
+        return self.options == other if isinstance(other, dict) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable options
+
+    def __repr__(self) -> str:
+        return f"DatasetSpec({self.options!r})"
+
+    def data_specs(self) -> tuple[DataSpec | None, DataSpec | None]:
+        """The training and held-out :class:`DataSpec` (None where no file is given)."""
+        files = self.files
+        train = dataclasses.replace(self.rows, path=files.train_file, split=files.train_split) if files.train_file else None
+        eval_ = dataclasses.replace(self.rows, path=files.eval_file, split=files.eval_split) if files.eval_file else None
+        return train, eval_
+
+
 class DatasetTask:
     """A :class:`~ead.tasks.base.Task` over files: shuffled training epochs, a fixed eval list.
 
@@ -304,8 +383,8 @@ class DatasetTask:
         self.eval_set = load_problems(eval, tokenizer) if eval is not None else None
 
     @classmethod
-    def from_config(cls, options: dict[str, Any], seed: int = 0, tokenizer: Any = None) -> DatasetTask:
-        """Build from a plain dict (the trainer's ``task.dataset`` section).
+    def from_config(cls, options: dict[str, Any] | DatasetSpec, seed: int = 0, tokenizer: Any = None) -> DatasetTask:
+        """Build from the trainer's ``task.dataset`` section (a :class:`DatasetSpec` or a plain dict).
 
         Keys: ``train_file`` and/or ``eval_file`` (paths or Hub names), ``train_split`` /
         ``eval_split`` (Hub only; default ``"train"`` / ``"test"``), ``grader`` (registry name or
@@ -313,19 +392,18 @@ class DatasetTask:
         other :class:`DataSpec` field (``prompt_field``, ``prompt_template``, ...) applied to both files.
         Unknown keys raise ValueError naming them.
         """
-        options = dict(options)
-        own = {"train_file", "eval_file", "train_split", "eval_split", "grader", "grader_options", "name"}
-        shared_fields = {f.name for f in dataclasses.fields(DataSpec)} - {"path", "split"}
-        unknown = sorted(set(options) - own - shared_fields)
-        if unknown:
-            raise ValueError(f"unknown dataset option(s) {unknown}; allowed: {sorted(own | shared_fields)}")
-        shared = {key: options[key] for key in shared_fields & set(options)}
-        train_file, eval_file = options.get("train_file"), options.get("eval_file")
-        train = DataSpec(path=train_file, split=options.get("train_split", "train"), **shared) if train_file else None
-        eval_ = DataSpec(path=eval_file, split=options.get("eval_split", "test"), **shared) if eval_file else None
-        grader = options.get("grader", preset_grader(train_file or eval_file))  # a preset brings its grader
-        return cls(train, eval_, grader=grader, grader_options=options.get("grader_options"),
-                   seed=seed, tokenizer=tokenizer, name=options.get("name", "dataset"))
+        if not isinstance(options, DatasetSpec):
+            from ead.config import ConfigError
+
+            try:
+                options = DatasetSpec(options, where="")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        train, eval_ = options.data_specs()
+        files = options.files
+        grader = files.grader or preset_grader(files.train_file or files.eval_file)  # a preset brings its grader
+        return cls(train, eval_, grader=grader, grader_options=files.grader_options or None,
+                   seed=seed, tokenizer=tokenizer, name=files.name)
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 - a few epochs' permutations, freed with the task
     def _epoch_order(self, epoch: int) -> list[int]:

@@ -36,6 +36,7 @@ __all__ = [
     "expected_maj_at_k",
     "problem_metrics",
     "bootstrap_ci",
+    "metric_curves",
 ]
 
 
@@ -195,3 +196,47 @@ def bootstrap_ci(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return (float(low), float(high))
+
+
+def metric_curves(
+    groups: Sequence[tuple[Sequence[bool], Sequence[str | None]]],
+    sizes: Sequence[int],
+    metrics: Sequence[str] = ("pass", "maj"),
+    *,
+    max_subsets: int = 2000,
+    seed: int = 0,
+    confidence: float | None = None,
+    num_resamples: int = 1000,
+) -> dict[str, dict[str, list[float]]]:
+    """Benchmark curves: for each metric and each budget ``N`` in ``sizes``, the mean over problems.
+
+    ``groups`` holds one ``(correct, answer_keys)`` pair per problem (its ``n`` samples).
+    ``metrics`` names any of ``pass`` (:func:`pass_at_k`), ``maj`` (:func:`expected_maj_at_k`
+    with ``max_subsets`` and ``seed``), ``worst`` and ``mean``. Returns
+    ``{metric: {"mean": [...]}}`` with one value per size, plus ``"low"`` / ``"high"``
+    (:func:`bootstrap_ci` over problems, seed 0) when ``confidence`` is given. No problems: NaN.
+    """
+    unknown = sorted(set(metrics) - {"pass", "maj", "worst", "mean"})
+    if unknown:
+        raise ValueError(f"unknown curve metric(s) {unknown}; choose from pass, maj, worst, mean")
+
+    def value(name: str, correct: Sequence[bool], keys: Sequence[str | None], size: int) -> float:
+        n, c = len(correct), int(sum(bool(x) for x in correct))
+        if name == "maj":
+            return expected_maj_at_k(keys, correct, size, max_subsets=max_subsets, seed=seed)
+        return {"pass": pass_at_k, "worst": worst_at_k, "mean": mean_at_k}[name](n, c, size)
+
+    out: dict[str, dict[str, list[float]]] = {}
+    for name in metrics:
+        entry: dict[str, list[float]] = {"mean": []}
+        if confidence is not None:
+            entry["low"], entry["high"] = [], []
+        for size in sizes:
+            per_problem = [value(name, correct, keys, size) for correct, keys in groups]  # (P,)
+            entry["mean"].append(float(np.mean(per_problem)) if per_problem else float("nan"))
+            if confidence is not None:
+                low, high = bootstrap_ci(per_problem, confidence, num_resamples)
+                entry["low"].append(low)
+                entry["high"].append(high)
+        out[name] = entry
+    return out

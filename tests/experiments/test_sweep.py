@@ -186,3 +186,23 @@ def test_real_tiny_sweep_through_the_cli(tmp_path, tiny_model_dir):
     base = json.loads((tmp_path / "sweep" / "base_inference" / "base_inference.json").read_text())
     assert set(base["schedules"]) == {"fixed-1.0", "ead"} and base["k"] == [1, 2, 4]
     assert (tmp_path / "report" / "report.html").exists()
+
+
+def test_dry_run_catches_a_typo_in_task_dataset(tmp_path, capsys):
+    """task.dataset keys are typed at load, so `ead sweep --dry-run` names a misspelt one."""
+    from ead.cli import main
+
+    data_file = tmp_path / "train.jsonl"
+    data_file.write_text(json.dumps({"problem": "1+1", "answer": "2"}) + "\n")
+    config = make_config(tmp_path, base=["train.steps=3", "task.name=dataset", f"task.dataset.train_file={data_file}",
+                                         "task.dataset.promt_field=question", "model.path=/nonexistent"])
+    path = tmp_path / "typo.yaml"
+    import yaml
+
+    from ead.config import config_to_dict
+
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    assert main(["sweep", str(path), "--dry-run"]) != 0
+    err = capsys.readouterr().err
+    assert "task.dataset.promt_field" in err and "prompt_field" in err  # the typo and the allowed name
+    assert not (tmp_path / "sweep" / "cells").exists()

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from ead.training.logger import read_metrics
-from test_trainer import tiny_overrides
+from conftest import tiny_overrides
 
 
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None,

@@ -6,20 +6,11 @@ import math
 import pytest
 import torch
 
-from conftest import assert_same_run, crash_then_resume
+from conftest import assert_same_run, crash_then_resume, tiny_overrides
 from ead.tasks.base import Grade
 from ead.training.config import load_train_config
 from ead.training.logger import read_metrics
 from ead.training.trainer import train
-
-def tiny_overrides(model_dir, out_dir, steps=4):
-    return [
-        f"model.path={model_dir}", f"output.dir={out_dir}", f"train.steps={steps}",
-        "train.prompts_per_step=4", "train.samples_per_prompt=4", "train.mini_batch_size=8",
-        "train.micro_batch_size=5", "train.ppo_epochs=2", "sampling.max_new_tokens=8",
-        "eval.every=2", "eval.samples=4", "eval.k=[1,4]", "task.num_eval_problems=3",
-        "output.save_every=2", "output.progress=false", "grading.inline=true", "model.num_threads=1",
-    ]
 
 
 def test_training_runs_and_logs_every_metric(tiny_model_dir, tmp_path):

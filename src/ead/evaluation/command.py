@@ -107,7 +107,7 @@ def build_config(args: argparse.Namespace):
     schedules = [parse_schedule_spec(s) for s in args.schedule or []]
     if args.compare:
         if data.get("dataset", "countdown") in BUILTIN_TASKS:
-            from ead.training.config import DEMO_EAD_SCHEDULE
+            from ead.tasks.countdown import DEMO_EAD_SCHEDULE
 
             ead = dict(DEMO_EAD_SCHEDULE)
         else:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ead.metrics import bootstrap_ci, expected_maj_at_k, mean_at_k, pass_at_k, worst_at_k
+from ead.metrics import bootstrap_ci, metric_curves
 
 __all__ = ["summarize", "write_plots", "print_tables", "CURVE_MAJ_SUBSETS"]
 
@@ -31,13 +31,10 @@ def _schedule_summary(records: list[dict[str, Any]], ks: list[int], n: int, resa
             values = [r["metrics"][f"{name}@{k}"] for r in records]
             low, high = bootstrap_ci(values, confidence, resamples, seed)
             metrics[f"{name}@{k}"] = {"mean": float(np.mean(values)) if values else float("nan"), "ci": [low, high]}
-    curve: dict[str, list[float]] = {"n": list(range(1, n + 1)), "pass": [], "maj": [], "worst": [], "mean": []}
-    for size in curve["n"]:
-        per = [(pass_at_k(n, sum(r["correct"]), size), expected_maj_at_k(r["answer_keys"], r["correct"], size,
-                max_subsets=CURVE_MAJ_SUBSETS, seed=seed), worst_at_k(n, sum(r["correct"]), size),
-                mean_at_k(n, sum(r["correct"]), size)) for r in records]
-        for j, name in enumerate(("pass", "maj", "worst", "mean")):
-            curve[name].append(float(np.mean([p[j] for p in per])) if per else float("nan"))
+    sizes = list(range(1, n + 1))
+    computed = metric_curves([(r["correct"], r["answer_keys"]) for r in records], sizes, ("pass", "maj", "worst", "mean"),
+                             max_subsets=CURVE_MAJ_SUBSETS, seed=seed)
+    curve: dict[str, list[float]] = {"n": sizes, **{name: computed[name]["mean"] for name in computed}}
     errors = [e for r in records for e in r["grade_errors"] if e is not None]
     flat = lambda key: [x for r in records for x in r[key]]  # noqa: E731
     return {
@@ -61,7 +58,7 @@ def _schedule_summary(records: list[dict[str, Any]], ks: list[int], n: int, resa
 
 def summarize(records: dict[str, list[dict[str, Any]]], config: Any, resolved: dict[str, Any]) -> dict[str, Any]:
     """JSON-able summary: resolved config plus, per schedule label, metrics with CIs and curves."""
-    specs = dict(zip(records, config.schedules))
+    specs = dict(zip(records, (dict(s) for s in config.schedules)))
     out = {"config": resolved, "samples": config.samples, "k": list(config.k), "schedules": {}}
     for label, recs in records.items():
         entry = _schedule_summary(recs, list(config.k), config.samples, config.bootstrap_resamples,

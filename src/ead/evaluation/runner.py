@@ -26,16 +26,16 @@ Output directory::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ead.config import ConfigError, require
+from ead.config import ConfigError, config_to_dict, require
 from ead.engines import RolloutEngine, VLLMOptions, build_engine
-from ead.schedules import ScheduleError, schedule_from_dict
+from ead.seeding import problem_block_seed
+from ead.specs import ScheduleSpec
 from ead.tasks.base import Grader, Problem
 
 __all__ = ["EvalConfig", "run_eval", "schedule_label", "resolve_model_path", "problem_seed", "read_records"]
@@ -71,7 +71,7 @@ class EvalConfig:
     """n: responses sampled per problem and schedule."""
     k: list[int] = field(default_factory=lambda: [1, 4, 16])
     """k values for pass@k, worst@k, mean@k, maj@k (each <= samples)."""
-    schedules: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "fixed", "tau": 1.0}])
+    schedules: list[ScheduleSpec] = field(default_factory=lambda: [ScheduleSpec({"name": "fixed", "tau": 1.0})])
     """Schedules to compare, e.g. ``[{name: fixed, tau: 0.6}, {name: ead, tau_max: 1.2}]``."""
     step: int | None = None
     """Global step fed to the schedule (EAD's D_s); None: the checkpoint's step (``step_N``), else 0."""
@@ -81,15 +81,17 @@ class EvalConfig:
     """Optional top-k after the temperature."""
     top_p: float | None = None
     """Optional nucleus threshold after the temperature."""
-    problems_per_batch: int = 1
-    """Problems sampled together (one seed per block); larger is faster on GPUs, changes the samples."""
+    problems_per_batch: int | None = None
+    """Problems sampled together in one ``generate`` call (one seed per block); None: as many as fit
+    ``generation_batch_size`` rows (``generation_batch_size // samples``, at least 1). The samples depend
+    on the layout (see docs/evaluation.md): keep it fixed to compare runs, 1 reproduces older runs."""
     generation_batch_size: int = 256
     """Rows per ``generate`` call (hf engine)."""
     engine: Literal["hf", "vllm"] = "hf"
     """What samples: 'hf' (transformers ``generate``) or 'vllm' (``pip install 'ead-rlvr[vllm]'``; records then
     lack log pi at temperature 1 and its entropy, which vLLM cannot return in the same pass)."""
-    vllm: dict[str, Any] = field(default_factory=dict)
-    """For engine='vllm': fields of :class:`ead.engines.VLLMOptions` (gpu_memory_utilization, dtype, ...)."""
+    vllm: VLLMOptions = field(default_factory=VLLMOptions)
+    """For engine='vllm': the :class:`ead.engines.VLLMOptions` fields (gpu_memory_utilization, dtype, ...)."""
     seed: int = 0
     """Base seed; each block's seed is derived from it and the block's uids."""
     device: str = "auto"
@@ -122,11 +124,8 @@ class EvalConfig:
         require(len(self.k) > 0 and all(1 <= k <= self.samples for k in self.k), "k",
                 f"values must be in [1, samples={self.samples}], got {self.k}")
         require(len(self.schedules) > 0, "schedules", "must list at least one schedule")
-        for i, spec in enumerate(self.schedules):
-            try:
-                schedule_from_dict(spec)
-            except ScheduleError as exc:
-                raise ConfigError(f"schedules[{i}]: {exc}") from None
+        self.schedules = [spec if isinstance(spec, ScheduleSpec) else ScheduleSpec.from_config(spec, f"schedules[{i}]")
+                          for i, spec in enumerate(self.schedules)]
         labels = [schedule_label(s) for s in self.schedules]
         require(len(set(labels)) == len(labels), "schedules", f"must be distinct, got {labels}")
         require(self.num_problems is None or self.num_problems >= 1, "num_problems", "must be >= 1")
@@ -134,7 +133,8 @@ class EvalConfig:
         require(self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
         require(self.top_k is None or self.top_k >= 1, "top_k", "must be >= 1 or null")
         require(self.top_p is None or 0 < self.top_p <= 1, "top_p", "must be in (0, 1] or null")
-        require(self.problems_per_batch >= 1, "problems_per_batch", "must be >= 1")
+        require(self.problems_per_batch is None or self.problems_per_batch >= 1, "problems_per_batch",
+                "must be >= 1 or null")
         require(self.generation_batch_size >= 1, "generation_batch_size", "must be >= 1")
         require(self.grader_timeout_s > 0, "grader_timeout_s", "must be > 0")
         require(self.grader_workers >= 1, "grader_workers", "must be >= 1")
@@ -142,7 +142,28 @@ class EvalConfig:
         require(0 < self.confidence < 1, "confidence", "must be in (0, 1)")
         require(self.model is not None or self.dataset in BUILTIN_TASKS, "model",
                 "is required for file datasets (the built-in model only knows Countdown)")
-        VLLMOptions.from_dict(self.vllm, where="vllm")
+        if not isinstance(self.vllm, VLLMOptions):
+            self.vllm = VLLMOptions.from_dict(self.vllm, where="vllm")
+        self._check_task_options()
+
+    def _check_task_options(self) -> None:
+        """``countdown`` (built-in tasks) and ``data`` (files) checked by name and type at load, not mid-run."""
+        from ead.config import config_from_dict
+        from ead.data import DataSpec
+
+        if self.dataset in BUILTIN_TASKS:
+            from ead.modeling.loading import countdown_config
+
+            countdown_config(self.dataset, self.countdown, where="countdown: ")
+        allowed = {f.name for f in dataclasses.fields(DataSpec)} - {"path"}
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown data field(s) {[f'data.{k}' for k in unknown]}; allowed: {sorted(allowed)}")
+        config_from_dict(DataSpec, self.data, prefix="data")
+
+    def block_size(self) -> int:
+        """Problems per ``generate`` call: ``problems_per_batch``, or as many as fit the generation batch."""
+        return self.problems_per_batch or max(1, self.generation_batch_size // self.samples)
 
 
 def schedule_label(spec: dict[str, Any]) -> str:
@@ -158,10 +179,7 @@ def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", label).strip("_")
 
 
-def problem_seed(seed: int, uids: list[str]) -> int:
-    """Seed of one block of problems: a hash of the base seed and the block's uids (63 bits)."""
-    digest = hashlib.sha256(f"{seed}|{'|'.join(uids)}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+problem_seed = problem_block_seed  # the seed policy lives in ead.seeding
 
 
 def resolve_model_path(model: str) -> tuple[str, int | None]:
@@ -209,13 +227,9 @@ def _load_problems_and_grader(config: EvalConfig, tokenizer: Any) -> tuple[list[
     from ead.grading.registry import build_grader
 
     if config.dataset in BUILTIN_TASKS:
-        from ead.tasks.countdown import PRESETS, CountdownConfig, CountdownConfigError, CountdownTask
+        from ead.modeling.loading import build_task
 
-        try:
-            task_config = CountdownConfig.from_dict({**PRESETS[config.dataset].to_dict(), **config.countdown})
-        except CountdownConfigError as exc:
-            raise ConfigError(f"countdown: {exc}") from None
-        task = CountdownTask(task_config)
+        task = build_task(config.dataset, countdown=config.countdown, where="countdown: ")
         problems, grader, budget = task.eval_problems(), task.grader, task.max_response_chars + 1
         builtin: str | None = config.dataset
     else:
@@ -239,39 +253,21 @@ def _resolve_model(config: EvalConfig, builtin: str | None) -> tuple[str, int | 
     """(path or Hub id, training step or None) of the model to evaluate."""
     if config.model is not None:
         return resolve_model_path(config.model)
-    from ead.modeling.warmstart import warm_start
-    from ead.tasks.countdown import PRESETS, CountdownConfig, CountdownConfigError, CountdownTask
+    from ead.modeling.loading import builtin_model_path, countdown_config
 
-    try:
-        task = CountdownTask(CountdownConfig.from_dict({**PRESETS[builtin].to_dict(), **config.countdown}))
-    except CountdownConfigError as exc:
-        raise ConfigError(f"countdown: {exc}") from None
-    return str(warm_start(task, config.warm_start_cache, num_threads=config.num_threads)), None
-
-
-def _load_tokenizer(path: str) -> Any:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:  # left padding with eos is fine for causal LMs
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    task_config = countdown_config(builtin, config.countdown, where="countdown: ")
+    return str(builtin_model_path(task_config, config.warm_start_cache, num_threads=config.num_threads)), None
 
 
 def _load_engine(config: EvalConfig, path: str, tokenizer: Any) -> RolloutEngine:
     """The sampling engine: the hf engine loads the model here, vLLM loads its own copy."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    from ead.modeling.loading import load_model, resolve_device
 
     model = None
     if config.engine == "hf":
-        device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                              else "cpu" if config.device == "auto" else config.device)
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        model = load_model(path, dtype=config.dtype, device=resolve_device(config.device)).eval()
     return build_engine(config.engine, model=model, model_path=path, tokenizer=tokenizer,
-                        batch_size=config.generation_batch_size,
-                        vllm_options=VLLMOptions.from_dict(config.vllm, where="vllm"), seed=config.seed)
+                        batch_size=config.generation_batch_size, vllm_options=config.vllm, seed=config.seed)
 
 
 def _check_output_dir(config: EvalConfig) -> Path:
@@ -283,7 +279,7 @@ def _check_output_dir(config: EvalConfig) -> Path:
         raise ConfigError(f"output_dir {out} already has records: pass --resume to continue, or use another dir")
     if has_records and (out / "config.json").exists():
         saved = json.loads((out / "config.json").read_text())
-        changed = [key for key in RESUME_KEYS if saved.get("requested", {}).get(key) != asdict(config).get(key)]
+        changed = [key for key in RESUME_KEYS if saved.get("requested", {}).get(key) != config_to_dict(config).get(key)]
         if changed:
             raise ConfigError(f"cannot resume in {out}: {changed} differ from the saved config.json")
     return out
@@ -298,16 +294,14 @@ def _save_config(out: Path, config: EvalConfig, resolved: dict[str, Any]) -> Non
         if changed:
             raise ConfigError(f"cannot resume in {out}: resolved {changed} differ from the saved config.json")
     (out / "records").mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"requested": asdict(config), "resolved": resolved}, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps({"requested": config_to_dict(config), "resolved": resolved}, indent=2, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------------------- per-problem record
 
 
-def _record(problem: Problem, label: str, seed: int, rows: Any, grades: list, ks: list[int]) -> dict[str, Any]:
-    """One problem's JSON line from its n rollout rows and grades."""
-    from ead.metrics import problem_metrics
-
+def _record(problem: Problem, label: str, seed: int, rows: Any, grades: list, metrics: dict[str, float]) -> dict[str, Any]:
+    """One problem's JSON line from its n rollout rows, grades and metrics."""
     mask = rows.response_mask.float()  # (n, T)
     lengths = mask.sum(dim=1)  # (n,)
     logprob_sum = (rows.behaviour_logprobs * mask).sum(dim=1)  # (n,) log mu(y), float32
@@ -333,7 +327,7 @@ def _record(problem: Problem, label: str, seed: int, rows: Any, grades: list, ks
         },
         "mean_temperature": [round(float(x), 5) for x in mean_tau.tolist()],
         **_target_summary(rows, mask, lengths),
-        "metrics": problem_metrics(correct, keys, ks),
+        "metrics": metrics,
     }
 
 
@@ -355,30 +349,31 @@ def _target_summary(rows: Any, mask: Any, lengths: Any) -> dict[str, Any]:
 def _sample_and_grade(engine: RolloutEngine, pool: Any, blocks: list[list[Problem]], labels: list[str],
                       schedules: list[Any], files: dict[str, Path], done: dict[str, set[str]], config: EvalConfig,
                       step: int, max_new_tokens: int, progress: Any, grade_stats: dict[str, int]) -> None:
-    """Sample each block under each schedule, grade, and append every finished problem's record at once."""
+    """Score each block under each schedule and append every finished problem's record at once.
+
+    A block is sampled whole even when some of its problems are already recorded (a resume), so
+    each problem's samples are the same whether or not the run was interrupted.
+    """
+    from ead.scoring import score_problems
+
     for block in blocks:
         seed = problem_seed(config.seed, [p.uid for p in block])
         for label, schedule in zip(labels, schedules):
-            missing = [p for p in block if p.uid not in done[label]]
+            missing = [i for i, p in enumerate(block) if p.uid not in done[label]]
             if not missing:
                 continue
-            prompts = [p.prompt for p in block for _ in range(config.samples)]
-            rollouts = engine.generate(prompts, schedule, step, max_new_tokens, top_k=config.top_k, top_p=config.top_p,
-                                       seed=seed, capture_target=engine.can_capture_target)
-            rows = [(p, list(range(i * config.samples, (i + 1) * config.samples)))
-                    for i, p in enumerate(block) if p.uid not in done[label]]
-            flat = [i for _, idx in rows for i in idx]
-            grades, stats = pool.grade_batch([p for p, idx in rows for _ in idx],
-                                             [rollouts.texts[i] for i in flat])
+            scored = score_problems(engine, pool, block, schedule, samples=config.samples, ks=config.k,
+                                    max_new_tokens=max_new_tokens, step=step, top_k=config.top_k, top_p=config.top_p,
+                                    seed=seed, capture_target=engine.can_capture_target, grade_only=set(missing))
             for key in grade_stats:
-                grade_stats[key] += int(stats[key])
+                grade_stats[key] += int(scored.grade_stats.get(key, 0))
             with open(files[label], "a", encoding="utf-8") as f:
-                for j, (problem, idx) in enumerate(rows):
-                    group = grades[j * config.samples : (j + 1) * config.samples]
-                    record = _record(problem, label, seed, rollouts.select(idx), group, config.k)
+                for i in missing:
+                    record = _record(block[i], label, seed, scored.rollouts.select(scored.rows(i)), scored.grades[i],
+                                     scored.metrics[i])
                     f.write(json.dumps(record) + "\n")
                     f.flush()
-                    done[label].add(problem.uid)
+                    done[label].add(block[i].uid)
                     if progress is not None:
                         progress.update(1)
 
@@ -400,19 +395,22 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     out = _check_output_dir(config)
     builtin = config.dataset if config.dataset in BUILTIN_TASKS else None
     model_path, ckpt_step = _resolve_model(config, builtin)
-    tokenizer = _load_tokenizer(model_path)
+    from ead.modeling.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(model_path)
     problems, grader, default_budget, _ = _load_problems_and_grader(config, tokenizer)
     step = config.step if config.step is not None else (ckpt_step or 0)
     max_new_tokens = config.max_new_tokens or default_budget
     resolved = {"model_path": model_path, "step": step, "max_new_tokens": max_new_tokens}
     _save_config(out, config, resolved)
     labels = [schedule_label(s) for s in config.schedules]
-    schedules = [schedule_from_dict(s) for s in config.schedules]
+    schedules = [s.schedule for s in config.schedules]  # parsed once, at load
     files = {label: out / "records" / f"{_slug(label)}.jsonl" for label in labels}
     done = {label: {r["uid"] for r in read_records(files[label])} for label in labels}
 
     # -- sample and grade, block by block; every finished problem is appended at once ------------
-    blocks = [problems[i : i + config.problems_per_batch] for i in range(0, len(problems), config.problems_per_batch)]
+    size = config.block_size()
+    blocks = [problems[i : i + size] for i in range(0, len(problems), size)]
     todo = sum(1 for b in blocks for p in b for label in labels if p.uid not in done[label])
     progress = None
     if config.progress:
@@ -436,7 +434,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     order = {p.uid: i for i, p in enumerate(problems)}
     records = {label: sorted((r for r in read_records(files[label]) if r["uid"] in order), key=lambda r: order[r["uid"]])
                for label in labels}
-    summary = summarize(records, config, {**asdict(config), **resolved})
+    summary = summarize(records, config, {**config_to_dict(config), **resolved})
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     write_plots(summary, out)
     print_tables(summary, grade_stats)

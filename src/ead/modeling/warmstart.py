@@ -332,16 +332,6 @@ def default_task_and_model(
 # --------------------------------------------------------------------------- calibration
 
 
-def _pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k (Chen et al. 2021), product form: 1 - prod_{i=n-c+1}^{n} (1 - k/i)."""
-    if n - c < k:
-        return 1.0
-    prod = 1.0
-    for i in range(n - c + 1, n + 1):
-        prod *= 1.0 - k / i
-    return 1.0 - prod
-
-
 def measure_base_policy(
     model_path: str | Path,
     task: CountdownTask,
@@ -352,46 +342,32 @@ def measure_base_policy(
     seed: int = 0,
     limit: int | None = None,
 ) -> dict[str, float]:
-    """Held-out pass@1 (= mean@n), pass@n and worst@n of plain ``model.generate`` sampling (no top-k/top-p).
+    """Held-out pass@1 (= mean@n), pass@n and worst@n at a fixed temperature (no top-k/top-p).
 
-    For the fork variant also ``right_first_step``: the share of samples whose first step is ``max-min``.
+    The package's one sample -> grade -> score step (:func:`ead.scoring.score_problems`:
+    the hf engine, a grader pool, :func:`ead.metrics.problem_metrics`), under ``seed`` without
+    touching the caller's RNG. For the fork variant also ``right_first_step``: the share of samples
+    whose first step is ``max-min``.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from ead.engines import build_engine
+    from ead.scoring import score_problems
+    from ead.grading.sandbox import GraderPool
+    from ead.modeling.loading import load_model_and_tokenizer
+    from ead.schedules import FixedSchedule
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    model, tokenizer = load_model_and_tokenizer(model_path)
+    engine = build_engine("hf", model=model.eval(), tokenizer=tokenizer, batch_size=batch_size)
     problems = task.eval_problems()[:limit]
-    rows = [p for p in problems for _ in range(n)]
-    correct: list[bool] = []
-    right_first: list[bool] = []
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for lo in range(0, len(rows), batch_size):
-            chunk = rows[lo : lo + batch_size]
-            enc = tokenizer([p.prompt for p in chunk], return_tensors="pt", padding=True)
-            out = model.generate(
-                **enc,
-                do_sample=True,
-                temperature=temperature,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=task.max_response_chars + 1,
-            )
-            texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            correct.extend(task.grader(p, t).correct for p, t in zip(chunk, texts))
-            # fork variant: did the sample take the right first step ("max-min")?
-            right_first.extend(t.startswith(f"{p.meta['right_first']}-") for p, t in zip(chunk, texts) if "right_first" in p.meta)
-    per_problem = [sum(correct[i * n : (i + 1) * n]) for i in range(len(problems))]
-    stats = {
-        "problems": len(problems),
-        "n": n,
-        "temperature": temperature,
-        "pass@1": sum(_pass_at_k(n, c, 1) for c in per_problem) / len(problems),
-        f"pass@{n}": sum(_pass_at_k(n, c, n) for c in per_problem) / len(problems),
-        f"worst@{n}": sum(c == n for c in per_problem) / len(problems),
-    }
+    # Countdown's own checker (no model-written code runs): graded in process, no worker start-up.
+    with GraderPool(task.grader, inline=True) as pool:
+        scored = score_problems(engine, pool, problems, FixedSchedule(tau=temperature), samples=n, ks=[1, n],
+                                max_new_tokens=task.max_response_chars + 1, seed=seed)
+    mean = scored.mean_metrics()
+    stats = {"problems": len(problems), "n": n, "temperature": temperature,
+             "pass@1": mean["pass@1"], f"pass@{n}": mean[f"pass@{n}"], f"worst@{n}": mean[f"worst@{n}"]}
+    # fork variant: did the sample take the right first step ("max-min")?
+    right_first = [text.startswith(f"{problems[r // n].meta['right_first']}-")
+                   for r, text in enumerate(scored.rollouts.texts) if "right_first" in problems[r // n].meta]
     if right_first:
         stats["right_first_step"] = sum(right_first) / len(right_first)
     return stats

@@ -159,6 +159,25 @@ PRESETS: dict[str, CountdownConfig] = {
 """Named configs: the default task of ``ead train`` and the fork variant."""
 
 
+def preset_config(preset: str, overrides: dict[str, Any] | None = None) -> CountdownConfig:
+    """``PRESETS[preset]`` with ``overrides`` (CountdownConfig fields) applied; raises CountdownConfigError."""
+    if preset not in PRESETS:
+        raise CountdownConfigError(f"countdown preset {preset!r} is not one of {sorted(PRESETS)}")
+    return CountdownConfig.from_dict({**PRESETS[preset].to_dict(), **(overrides or {})})
+
+
+# The demo recipe's EAD: the paper's parameters with the unit factor k rescaled to the task's
+# response lengths. Countdown chains are ~12 tokens where the paper's responses are hundreds to
+# thousands; k = 0.4 puts D_0 at 10 tokens so tau drops below 1 around t = 2 and reaches tau_min
+# near t = 7 at step 0, the same *fractions* of a response as k = 20 on ~700-token responses.
+# c scales to 0 (10 tokens of ~700 is under one token of ~12). See docs/schedules.md.
+DEMO_EAD_SCHEDULE: dict[str, Any] = {
+    "name": "ead", "tau_max": 1.2, "tau_min": 0.1, "warmup_tokens": 0,
+    "d0": 25.0, "alpha": 5.0, "d_max": 40000.0, "unit": 0.4,
+}
+"""EAD scaled to Countdown's response lengths: ``ead train``'s default behaviour schedule, ``ead eval --compare``'s EAD."""
+
+
 # --------------------------------------------------------------------------- chains
 
 

@@ -11,19 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ead.config import ConfigError, config_from_dict, load_config, require
+from ead.data import DatasetSpec
 from ead.engines import VLLMOptions
+from ead.modeling.loading import TASK_BUILDERS
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
-from ead.schedules import ScheduleError, schedule_from_dict
-
-# The demo recipe's EAD: the paper's parameters with the unit factor k rescaled to the task's
-# response lengths. Countdown chains are ~12 tokens where the paper's responses are hundreds to
-# thousands; k = 0.4 puts D_0 at 10 tokens so tau drops below 1 around t = 2 and reaches tau_min
-# near t = 7 at step 0, the same *fractions* of a response as k = 20 on ~700-token responses.
-# c scales to 0 (10 tokens of ~700 is under one token of ~12). See docs/schedules.md.
-DEMO_EAD_SCHEDULE: dict[str, Any] = {
-    "name": "ead", "tau_max": 1.2, "tau_min": 0.1, "warmup_tokens": 0,
-    "d0": 25.0, "alpha": 5.0, "d_max": 40000.0, "unit": 0.4,
-}
+from ead.specs import ScheduleSpec
+from ead.tasks.countdown import DEMO_EAD_SCHEDULE, PRESETS, CountdownConfig, CountdownConfigError, preset_config
 
 
 @dataclass
@@ -63,21 +56,31 @@ class TaskSection:
     """Seed of the training problem stream (independent of the sampling seed)."""
     countdown: dict[str, Any] = field(default_factory=dict)
     """Overrides of the Countdown difficulty knobs (see ead.tasks.countdown.CountdownConfig)."""
-    dataset: dict[str, Any] = field(default_factory=dict)
-    """For name='dataset': train_file, eval_file, prompt_field, answer_field, prompt_template, grader, ..."""
+    dataset: DatasetSpec = field(default_factory=lambda: DatasetSpec({}))
+    """For name='dataset': train_file, eval_file, prompt_field, answer_field, prompt_template, grader, ...
+    (ead.data.DatasetFiles and ead.data.DataSpec fields), each checked at load."""
     num_eval_problems: int | None = 64
     """How many held-out problems the periodic evaluation uses (None = all)."""
 
+    countdown_config: CountdownConfig | None = field(init=False, default=None, repr=False, compare=False)
+    """Derived: the preset named by ``name`` with ``countdown`` applied (None for 'dataset')."""
+
     def __post_init__(self) -> None:
-        require(self.name in ("countdown", "countdown-fork", "dataset"), "task.name",
-                f"must be 'countdown', 'countdown-fork' or 'dataset', got {self.name!r}")
+        require(self.name in TASK_BUILDERS, "task.name", f"must be one of {sorted(TASK_BUILDERS)}, got {self.name!r}")
+        if not isinstance(self.dataset, DatasetSpec):
+            self.dataset = DatasetSpec(self.dataset, where="task.dataset")
+        if self.name in PRESETS:
+            try:
+                self.countdown_config = preset_config(self.name, self.countdown)
+            except CountdownConfigError as exc:
+                raise ConfigError(f"task.{exc}") from None
         require(self.name != "dataset" or bool(self.dataset), "task.dataset", "is required when task.name is 'dataset'")
         require(self.num_eval_problems is None or self.num_eval_problems >= 1, "task.num_eval_problems", "must be >= 1")
 
 
 @dataclass
 class SamplingSection:
-    schedule: dict[str, Any] = field(default_factory=lambda: dict(DEMO_EAD_SCHEDULE))
+    schedule: ScheduleSpec = field(default_factory=lambda: ScheduleSpec(DEMO_EAD_SCHEDULE))
     """Behaviour-policy temperature schedule: {'name': 'ead'|'fixed'|'linear'|'cosine'|'reversed_ead', params...}."""
     max_new_tokens: int = 24
     """Response length budget in tokens."""
@@ -90,15 +93,14 @@ class SamplingSection:
     engine: Literal["hf", "vllm"] = "hf"
     """What samples rollouts: 'hf' = generate() on the training model; 'vllm' = a vLLM engine colocated in
     this process (``pip install 'ead-rlvr[vllm]'``), weights copied into it after every update."""
-    vllm: dict[str, Any] = field(default_factory=dict)
-    """For engine='vllm': fields of ead.engines.VLLMOptions (gpu_memory_utilization, max_model_len, dtype, ...)."""
+    vllm: VLLMOptions = field(default_factory=VLLMOptions)
+    """For engine='vllm': the ead.engines.VLLMOptions fields (gpu_memory_utilization, max_model_len, dtype, ...)."""
 
     def __post_init__(self) -> None:
-        try:
-            schedule_from_dict(self.schedule)
-        except ScheduleError as exc:
-            raise ConfigError(f"sampling.{exc}") from None
-        VLLMOptions.from_dict(self.vllm, where="sampling.vllm")
+        if not isinstance(self.schedule, ScheduleSpec):
+            self.schedule = ScheduleSpec.from_config(self.schedule, "sampling.schedule")
+        if not isinstance(self.vllm, VLLMOptions):
+            self.vllm = VLLMOptions.from_dict(self.vllm, where="sampling.vllm")
         require(self.max_new_tokens >= 1, "sampling.max_new_tokens", "must be >= 1")
         require(self.top_k is None or self.top_k >= 1, "sampling.top_k", "must be >= 1 or null")
         require(self.top_p is None or 0 < self.top_p <= 1, "sampling.top_p", "must be in (0, 1] or null")
@@ -194,7 +196,7 @@ class EvalSection:
     """n samples per held-out problem (always sampled, never greedy copies)."""
     k: list[int] = field(default_factory=lambda: [1, 4, 16])
     """k values for Pass@k, Worst@k and Mean@k."""
-    schedule: dict[str, Any] = field(default_factory=lambda: {"name": "fixed", "tau": 1.0})
+    schedule: ScheduleSpec = field(default_factory=lambda: ScheduleSpec({"name": "fixed", "tau": 1.0}))
     """Evaluation sampling schedule; fixed 1.0 evaluates the target policy pi itself."""
     at_start: bool = True
     """Also evaluate before the first update (the base policy)."""
@@ -203,10 +205,8 @@ class EvalSection:
         require(self.every >= 0, "eval.every", "must be >= 0")
         require(self.samples >= 1, "eval.samples", "must be >= 1")
         require(all(1 <= k <= self.samples for k in self.k), "eval.k", f"values must be in [1, eval.samples={self.samples}]")
-        try:
-            schedule_from_dict(self.schedule)
-        except ScheduleError as exc:
-            raise ConfigError(f"eval.{exc}") from None
+        if not isinstance(self.schedule, ScheduleSpec):
+            self.schedule = ScheduleSpec.from_config(self.schedule, "eval.schedule")
 
 
 @dataclass

@@ -8,13 +8,10 @@ so evaluating does not change what training does.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ead.engines import RolloutEngine
-from ead.metrics import problem_metrics
+from ead.scoring import score_problems
 from ead.schedules import Schedule
 from ead.tasks.base import Problem
-from ead.training.rollout import grade_responses
 from ead.training.update import old_policy_logprobs
 
 
@@ -33,16 +30,14 @@ def evaluate_policy(
 ) -> dict[str, float]:
     """Mean over problems of pass@k / worst@k / mean@k / maj@k, plus response length and entropy of pi.
 
-    ``engine`` samples; ``model`` (the policy itself) gives the entropy of pi at temperature 1.
+    ``engine`` samples and ``grader`` (the run's pool) grades, through the one
+    :func:`~ead.scoring.score_problems`; ``model`` (the policy itself) gives the
+    entropy of pi at temperature 1.
     """
-    prompts = [p.prompt for p in problems for _ in range(samples)]
-    rollouts = engine.generate(prompts, schedule, step, max_new_tokens, seed=seed)
-    grades, _ = grade_responses(grader, [p for p in problems for _ in range(samples)], rollouts.texts)
-    per_problem = []
-    for i in range(len(problems)):
-        group = grades[i * samples : (i + 1) * samples]
-        per_problem.append(problem_metrics([g.correct for g in group], [g.answer_key for g in group], ks))
-    metrics = {f"eval/{key}": float(np.mean([m[key] for m in per_problem])) for key in per_problem[0]}
+    scored = score_problems(engine, grader, problems, schedule, samples=samples, ks=ks,
+                            max_new_tokens=max_new_tokens, step=step, seed=seed)
+    rollouts = scored.rollouts
+    metrics = {f"eval/{key}": value for key, value in scored.mean_metrics().items()}
     _, entropy = old_policy_logprobs(model, rollouts, batch_size)  # pi at temperature 1, zero on padding
     metrics["eval/entropy"] = float(entropy.sum() / rollouts.response_mask.sum().clamp(min=1))
     metrics["eval/response_length"] = float(rollouts.lengths.float().mean())

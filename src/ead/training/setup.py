@@ -1,4 +1,8 @@
-"""Build the pieces a run needs from its config: device, task, policy model and tokenizer."""
+"""Build the pieces a run needs from its config: device, task, policy model and tokenizer.
+
+Thin adapters from ``ead train``'s sections to the shared :mod:`ead.modeling.loading` (which
+``ead eval`` and ``ead sweep`` use too), so the loading rules exist once.
+"""
 
 from __future__ import annotations
 
@@ -7,44 +11,20 @@ from pathlib import Path
 import torch
 
 from ead.config import ConfigError
+from ead.modeling.loading import build_task as _build_task
+from ead.modeling.loading import builtin_model_path, load_model_and_tokenizer, resolve_device
 from ead.tasks.base import Task
 from ead.training.config import ModelSection, TaskSection
+
+__all__ = ["DTYPES", "build_task", "check_length_budget", "load_policy", "policy_path", "resolve_device"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _countdown_config(task_section: TaskSection):
-    from ead.tasks.countdown import PRESETS, CountdownConfig, CountdownConfigError
-
-    try:
-        return CountdownConfig.from_dict({**PRESETS[task_section.name].to_dict(), **task_section.countdown})
-    except CountdownConfigError as exc:
-        raise ConfigError(f"task.{exc}") from None
-
-
 def build_task(task_section: TaskSection, model_section: ModelSection) -> Task:
     """The built-in Countdown task (a preset plus overrides) or a dataset-backed task."""
-    if task_section.name == "dataset":
-        from ead.data import DatasetTask
-
-        tokenizer = None
-        if model_section.path is not None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(model_section.path)
-        try:
-            return DatasetTask.from_config(task_section.dataset, seed=task_section.seed, tokenizer=tokenizer)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"task.dataset: {exc}") from None
-    from ead.tasks.countdown import CountdownTask
-
-    return CountdownTask(_countdown_config(task_section), seed=task_section.seed)
+    return _build_task(task_section.name, countdown=task_section.countdown_config, dataset=task_section.dataset,
+                       seed=task_section.seed, tokenizer_path=model_section.path)
 
 
 def check_length_budget(task: Task, max_new_tokens: int, builtin_model: bool) -> None:
@@ -63,24 +43,13 @@ def policy_path(model_section: ModelSection, task_section: TaskSection) -> Path 
         return model_section.path
     if task_section.name == "dataset":
         raise ConfigError("model.path is required with task.name='dataset' (the built-in model only knows Countdown)")
-    from ead.modeling.warmstart import SFTConfig, warm_start
-    from ead.tasks.countdown import CountdownTask
-
-    task = CountdownTask(_countdown_config(task_section))
-    sft = None if model_section.warm_start_decoy_rate is None else SFTConfig(decoy_rate=model_section.warm_start_decoy_rate)
-    return warm_start(task, model_section.warm_start_cache, sft_config=sft, num_threads=model_section.num_threads or 1)
+    return builtin_model_path(task_section.countdown_config, model_section.warm_start_cache,
+                              decoy_rate=model_section.warm_start_decoy_rate, num_threads=model_section.num_threads or 1)
 
 
 def load_policy(model_section: ModelSection, task_section: TaskSection, device: torch.device,
                 weights_from: Path | None = None):
     """Load (model, tokenizer) through the standard transformers API; from a checkpoint when resuming."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     path = weights_from / "model" if weights_from is not None else policy_path(model_section, task_section)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:  # many causal LMs ship without a pad token; eos works for left padding
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[model_section.dtype]).to(device)
-    if model_section.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    return model, tokenizer
+    return load_model_and_tokenizer(path, dtype=model_section.dtype, device=device,
+                                    gradient_checkpointing=model_section.gradient_checkpointing)

@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
 from ead.config import ConfigError, config_to_dict
-from ead.engines import VLLMOptions, build_engine
+from ead.engines import build_engine
 from ead.grading.sandbox import GraderPool
 from ead.objectives import compute_advantages
-from ead.schedules import schedule_from_dict
+from ead.seeding import periodic_eval_seed, process_seed, seed_everything
 from ead.tasks.base import Task
 from ead.training.checkpoint import (
     capture_rng_state,
@@ -55,12 +53,6 @@ class LoopState:
     step: int = 0  # completed training steps (= the global step used by the schedule)
     data_position: int = 0  # next task.train_batch index
     rollouts_consumed: int = 0  # responses sampled so far, dynamic-sampling extras included
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def entropy_by_position(entropy: torch.Tensor, mask: torch.Tensor, edges: list[int]) -> dict[str, float]:
@@ -103,7 +95,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     model, tokenizer = load_policy(config.model, config.task, device, weights_from=resume_from)
     # Seed after loading: a first-time warm start of the built-in model draws from the global RNG,
     # and a run must not depend on whether that cache already existed.
-    seed_everything(config.train.seed + dist.rank)  # each process samples its own responses
+    seed_everything(process_seed(config.train.seed, dist.rank))  # each process samples its own responses
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.algorithm.kl_coef > 0 else None
     if resume_from is not None and ref_model is not None:
         ref_model, _ = load_policy(config.model, config.task, device)  # the reference is the initial policy
@@ -113,27 +105,17 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     policy = dist.unwrap(model)  # the plain module: sampling, evaluation, saving
     warmup = config.train.warmup_steps
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: min(1.0, (u + 1) / warmup) if warmup else 1.0)
-    behaviour_schedule = schedule_from_dict(config.sampling.schedule)
-    eval_schedule = schedule_from_dict(config.eval.schedule)
+    behaviour_schedule = config.sampling.schedule.schedule  # parsed once, at load
+    eval_schedule = config.eval.schedule.schedule
     eval_problems = task.eval_problems()[: config.task.num_eval_problems]
-    settings = UpdateSettings(
-        clip_low=config.algorithm.clip_low, clip_high=config.algorithm.clip_high,
-        loss_aggregation=config.algorithm.loss_aggregation,
-        importance_correction=config.algorithm.importance_correction,
-        importance_level=config.algorithm.importance_level, importance_mode=config.algorithm.importance_mode,
-        importance_cap=config.algorithm.importance_cap, kl_coef=config.algorithm.kl_coef,
-        entropy_coef=config.algorithm.entropy_coef, ppo_epochs=config.train.ppo_epochs,
-        updates_per_epoch=-(-config.train.prompts_per_step * config.train.samples_per_prompt // config.train.mini_batch_size),
-        micro_batch_size=config.train.micro_batch_size,
-        max_grad_norm=config.train.max_grad_norm,
-    )
+    settings = UpdateSettings.from_config(config)
     if config.sampling.engine != "hf" and dist.world_size > 1:
         raise ConfigError(f"sampling.engine={config.sampling.engine!r} runs one colocated engine per machine; "
                           "data-parallel runs sample with 'hf' (or use the verl recipe, docs/integrations.md)")
     # The engine starts from the weights just loaded (a checkpoint's when resuming) and gets every update.
     engine = build_engine(config.sampling.engine, model=policy, model_path=policy.name_or_path, tokenizer=tokenizer,
                           batch_size=config.sampling.generation_batch_size,
-                          vllm_options=VLLMOptions.from_dict(config.sampling.vllm, where="sampling.vllm"),
+                          vllm_options=config.sampling.vllm,
                           seed=config.train.seed)
     state = LoopState()
     if resume_from is not None:
@@ -161,7 +143,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             metrics = evaluate_policy(engine, policy, eval_problems, grader, eval_schedule, config.eval.samples,
                                       config.eval.k, config.sampling.max_new_tokens,
                                       config.sampling.generation_batch_size,
-                                      seed=config.train.seed + 1_000_003 * (step + 1), step=step)
+                                      seed=periodic_eval_seed(config.train.seed, step), step=step)
         dist.barrier()
         return metrics
 

@@ -7,6 +7,7 @@ w = min(pi_old / mu, C) computed once per batch.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,19 @@ from ead.sampling import Rollouts
 
 @dataclass(frozen=True)
 class UpdateSettings:
-    """The explicit scalars the update needs (built from the config once)."""
+    """The explicit scalars the update needs (built from the config once, by :meth:`from_config`)."""
+
+    @classmethod
+    def from_config(cls, config) -> UpdateSettings:
+        """Each field from the same-named ``algorithm.*`` (first) or ``train.*`` field of a TrainConfig;
+        ``updates_per_epoch`` derived. A new setting only needs a config field of the same name."""
+        values = {"updates_per_epoch": -(-config.train.prompts_per_step * config.train.samples_per_prompt
+                                         // config.train.mini_batch_size)}
+        for f in dataclasses.fields(cls):
+            for section in (config.algorithm, config.train):
+                if f.name not in values and hasattr(section, f.name):
+                    values[f.name] = getattr(section, f.name)
+        return cls(**values)
 
     clip_low: float
     clip_high: float
