@@ -136,7 +136,11 @@ def read_rows(spec: DataSpec) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
         module_name, _, function = DATASET_PRESETS[spec.path].rows.partition(":")
         import importlib
 
-        return spec.path, list(enumerate(getattr(importlib.import_module(module_name), function)(), start=1))
+        try:  # a preset's loader says what is missing with a FileNotFoundError (it cannot import this module)
+            rows = getattr(importlib.import_module(module_name), function)()
+        except FileNotFoundError as exc:
+            raise DataError(str(exc)) from None
+        return spec.path, list(enumerate(rows, start=1))
     path = Path(spec.path)
     if not spec.path:
         raise DataError("data.path is empty: give a .jsonl/.json/.parquet file or a Hub dataset name")

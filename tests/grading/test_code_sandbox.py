@@ -282,7 +282,7 @@ def test_ead_eval_without_bubblewrap_is_one_message_not_a_traceback(tmp_path, mo
     monkeypatch.setattr(code_sandbox.shutil, "which", lambda name: None if name == "bwrap" else real_which(name))
     argv = ["eval", "--model", "gpt2-does-not-matter", "--dataset", "humaneval", "--output-dir", str(tmp_path / "out"),
             "--no-progress"]
-    monkeypatch.setattr("ead.evaluation.runner._load_tokenizer", lambda path: None)  # the grader is refused first
+    monkeypatch.setattr("ead.modeling.loading.load_tokenizer", lambda path: None)  # the grader is refused first
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "bubblewrap (`bwrap`) is not installed" in err and "apt-get install bubblewrap" in err

