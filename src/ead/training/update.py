@@ -7,37 +7,54 @@ w = min(pi_old / mu, C) computed once per batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from ead.objectives import (
-    aggregate_loss,
-    kl_penalty_k3,
-    ppo_clip_loss,
-    sequence_logprobs_and_entropy,
-    truncated_importance_weights,
-)
+from ead.objectives import sequence_logprobs_and_entropy, truncated_importance_weights
+from ead.objectives.advantages import AdvantageParams
+from ead.objectives.pipeline import LossSettings, MiniBatchTotals, TokenInputs, micro_batch_loss, required_selectors
+from ead.objectives.policy_loss import aggregation_units
+from ead.objectives.selectors import SELECTORS, FlatTokens, SelectionParams, covariance_stats
 from ead.sampling import Rollouts
 
 
 @dataclass(frozen=True)
 class UpdateSettings:
-    """The explicit scalars the update needs (built from the config once)."""
+    """The explicit scalars the update needs (built from the config once, see :func:`update_settings`)."""
 
-    clip_low: float
-    clip_high: float
-    loss_aggregation: str
+    loss: LossSettings
+    selection: SelectionParams
     importance_correction: bool
     importance_level: str
     importance_mode: str
     importance_cap: float
-    kl_coef: float
-    entropy_coef: float
     ppo_epochs: int
     updates_per_epoch: int  # optimiser steps per pass over the batch: global batch / mini-batch size
     micro_batch_size: int
     max_grad_norm: float
+
+    def with_entropy_coef(self, entropy_coef: float) -> "UpdateSettings":
+        """This step's settings when the entropy coefficient adapts (ead.objectives.regularizers)."""
+        return replace(self, loss=replace(self.loss, entropy_coef=entropy_coef))
+
+
+def update_settings(config) -> UpdateSettings:
+    """:class:`UpdateSettings` from a :class:`~ead.training.config.TrainConfig` (the one place it is built)."""
+    algo, optim = config.algorithm, config.train
+    loss = LossSettings(
+        policy_loss=algo.policy_loss, clip_low=algo.clip_low, clip_high=algo.clip_high,
+        loss_aggregation=algo.loss_aggregation, pg_tokens=algo.pg_tokens, kl_coef=algo.kl_coef,
+        entropy_coef=algo.entropy_coef, kl_cov_coef=algo.kl_cov_coef)
+    selection = SelectionParams(clip_cov_ratio=algo.clip_cov_ratio, clip_cov_lb=algo.clip_cov_lb,
+                                clip_cov_ub=algo.clip_cov_ub, kl_cov_ratio=algo.kl_cov_ratio,
+                                top_entropy_rho=algo.top_entropy_rho)
+    return UpdateSettings(
+        loss=loss, selection=selection, importance_correction=algo.importance_correction,
+        importance_level=algo.importance_level, importance_mode=algo.importance_mode,
+        importance_cap=algo.importance_cap, ppo_epochs=optim.ppo_epochs,
+        updates_per_epoch=-(-optim.prompts_per_step * optim.samples_per_prompt // optim.mini_batch_size),
+        micro_batch_size=optim.micro_batch_size, max_grad_norm=optim.max_grad_norm)
 
 
 def _micro_batches(rows: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -57,11 +74,44 @@ def old_policy_logprobs(model, rollouts: Rollouts, micro_batch_size: int) -> tup
     return torch.cat(logprobs), torch.cat(entropies)
 
 
-def _share(aggregation: str, micro_mask: torch.Tensor, mini_mask: torch.Tensor) -> float:
-    """Weight of a micro-batch's aggregated loss so that the micro-batches sum to the mini-batch loss."""
-    if aggregation == "token_mean":
-        return float(micro_mask.sum() / mini_mask.sum().clamp(min=1))
-    return micro_mask.shape[0] / mini_mask.shape[0]
+def batch_selections(
+    settings: UpdateSettings,
+    loss_mask: torch.Tensor,
+    advantages: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    old_entropy: torch.Tensor | None,
+    dist,
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """The step's batch-global token selections as ``(B, T)`` masks, and their statistics.
+
+    Decided over every real token of the batch, across processes (each process's tokens are
+    gathered in rank order, every process computes the same selection and keeps its own slice),
+    before any mini/micro-batching, so neither micro-batch size nor process count changes it.
+    """
+    names = required_selectors(settings.loss)
+    if not names:
+        return {}, {}
+    real = loss_mask.bool()  # (B, T)
+    local = FlatTokens(advantages=advantages.float().unsqueeze(1).expand_as(old_logprobs)[real].cpu(),
+                       logprobs=old_logprobs.float()[real].cpu(),
+                       entropy=None if old_entropy is None else old_entropy.float()[real].cpu())
+    gathered = dist.gather_objects(local)
+    counts = [len(part.logprobs) for part in gathered]
+    start = sum(counts[: dist.rank])
+    everyone = FlatTokens(advantages=torch.cat([p.advantages for p in gathered]),
+                          logprobs=torch.cat([p.logprobs for p in gathered]),
+                          entropy=None if local.entropy is None else torch.cat([p.entropy for p in gathered]))
+    # One seed for every process (rank 0's draw from the checkpointed global RNG): same random picks.
+    seed = dist.gather_objects(int(torch.randint(0, 2**62, (1,))))[0]
+    generator = torch.Generator().manual_seed(seed)
+    selections, stats = {}, covariance_stats(everyone)
+    for name in names:
+        chosen = SELECTORS[name](everyone, settings.selection, generator)  # (N_all,)
+        mask = torch.zeros_like(real)
+        mask[real] = chosen[start : start + counts[dist.rank]].to(mask.device)
+        selections[name] = mask
+        stats[f"select/{name}_frac"] = float(chosen.float().mean()) if len(chosen) else 0.0
+    return selections, stats
 
 
 def ppo_update(
@@ -76,6 +126,7 @@ def ppo_update(
     ref_model,
     settings: UpdateSettings,
     dist=None,
+    old_entropy: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Run ``ppo_epochs`` passes of mini-batch updates over the batch; return averaged statistics.
 
@@ -88,15 +139,17 @@ def ppo_update(
         dist: :class:`~ead.training.distributed.Distributed` when running data-parallel; every
             process then makes the same number of optimiser steps (``updates_per_epoch``), whatever
             its number of rows, so the gradient all-reduces line up.
+        old_entropy: ``(B, T)`` entropy of pi_old, for the entropy-based selections (80/20).
     """
     from ead.training.distributed import Distributed
 
     dist = dist or Distributed()
     device = next(model.parameters()).device
+    selections, selection_stats = batch_selections(settings, loss_mask, advantages, old_logprobs, old_entropy, dist)
+    needs_entropy = settings.loss.entropy_coef > 0
     model.train()
     num_rows = rollouts.response_ids.shape[0]
-    totals = {"loss": 0.0, "pg_loss": 0.0, "kl_to_ref": 0.0, "entropy_bonus": 0.0, "clip_frac": 0.0,
-              "ratio_mean": 0.0, "grad_norm": 0.0}
+    totals: dict[str, float] = {}
     updates = 0
     for _ in range(settings.ppo_epochs):
         order = torch.randperm(num_rows)  # global torch RNG: part of the checkpointed state
@@ -106,46 +159,42 @@ def ppo_update(
             mini_rows = order[:1] if empty else mini_rows
             optimizer.zero_grad(set_to_none=True)
             mini_mask = loss_mask[mini_rows]
-            stats = {"loss": 0.0, "pg_loss": 0.0, "kl_to_ref": 0.0, "entropy_bonus": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0}
+            mini_totals = MiniBatchTotals(units=aggregation_units(mini_mask, settings.loss.loss_aggregation),
+                                          tokens=float(mini_mask.sum()))
+            stats: dict[str, float] = {}
             micro_batches = _micro_batches(mini_rows, settings.micro_batch_size)
             for micro_index, rows in enumerate(micro_batches):
                 part = rollouts.select(rows)
-                mask = loss_mask[rows].to(device).float() * (0.0 if empty else 1.0)  # (b, T)
                 logprobs, entropy = sequence_logprobs_and_entropy(
                     model, part.prompt_ids, part.prompt_mask, part.response_ids, part.response_mask,
-                    with_entropy=settings.entropy_coef > 0)
-                weights = importance_weights[rows].to(device) if importance_weights is not None else None
-                per_token, pg_stats = ppo_clip_loss(logprobs, old_logprobs[rows].to(device), advantages[rows].to(device),
-                                                    mask, settings.clip_low, settings.clip_high, weights)
-                pg_loss = aggregate_loss(per_token, mask, settings.loss_aggregation)
-                loss = pg_loss
-                if ref_model is not None and settings.kl_coef > 0:
+                    with_entropy=needs_entropy)
+                ref_logprobs = None
+                if ref_model is not None and settings.loss.kl_coef > 0:
                     with torch.no_grad():
                         ref_logprobs, _ = sequence_logprobs_and_entropy(
                             ref_model, part.prompt_ids, part.prompt_mask, part.response_ids, part.response_mask)
-                    kl = aggregate_loss(kl_penalty_k3(logprobs, ref_logprobs), mask, settings.loss_aggregation)
-                    loss = loss + settings.kl_coef * kl
-                    stats["kl_to_ref"] += float(kl.detach()) * _share(settings.loss_aggregation, mask, mini_mask)
-                if entropy is not None:
-                    entropy_term = aggregate_loss(entropy, mask, settings.loss_aggregation)
-                    loss = loss - settings.entropy_coef * entropy_term
-                    stats["entropy_bonus"] += float(entropy_term.detach()) * _share(settings.loss_aggregation, mask, mini_mask)
-                share = _share(settings.loss_aggregation, mask, mini_mask)
+                inputs = TokenInputs(
+                    logprobs=logprobs, old_logprobs=old_logprobs[rows].to(device),
+                    advantages=advantages[rows].to(device),
+                    mask=loss_mask[rows].to(device).float() * (0.0 if empty else 1.0),  # (b, T)
+                    importance_weights=None if importance_weights is None else importance_weights[rows].to(device),
+                    entropy=entropy, ref_logprobs=ref_logprobs,
+                    selections={name: sel[rows].to(device) for name, sel in selections.items()})
+                loss, micro_stats = micro_batch_loss(inputs, settings.loss, mini_totals)
                 with dist.no_sync(model, last_micro_batch=micro_index == len(micro_batches) - 1):
-                    dist.backward(loss * share)
-                tokens = mask.sum().clamp(min=1)
-                stats["loss"] += float(loss.detach()) * share
-                stats["pg_loss"] += float(pg_loss.detach()) * share
-                stats["clip_frac"] += float((pg_stats["clipped"] * mask).sum() / tokens) * len(rows) / len(mini_rows)
-                stats["ratio_mean"] += float((pg_stats["ratio"] * mask).sum() / tokens) * len(rows) / len(mini_rows)
+                    dist.backward(loss)
+                for key, value in micro_stats.items():
+                    stats[key] = stats.get(key, 0.0) + value
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
             optimizer.step()
             lr_scheduler.step()
             updates += 1
+            stats["grad_norm"] = float(grad_norm)
             for key, value in stats.items():
-                totals[key] += value
-            totals["grad_norm"] += float(grad_norm)
-    return {f"policy/{k}": v / max(updates, 1) for k, v in totals.items()} | {"policy/updates": float(updates)}
+                totals[key] = totals.get(key, 0.0) + value
+    averaged = {f"policy/{k}": v / max(updates, 1) for k, v in totals.items()}
+    return averaged | selection_stats | {"policy/updates": float(updates),
+                                         "policy/entropy_coef": settings.loss.entropy_coef}
 
 
 def importance_and_drift(
@@ -166,3 +215,8 @@ def importance_and_drift(
     stats = {f"is/{k.removeprefix('is_')}": v for k, v in stats.items()}
     stats["is/kl_behaviour_to_pi"] = float(((behaviour_logprobs - old_logprobs) * mask).sum() / tokens)
     return (weights if settings.importance_correction else None), stats
+
+
+def advantage_params(config) -> AdvantageParams:
+    """:class:`~ead.objectives.advantages.AdvantageParams` from a TrainConfig."""
+    return AdvantageParams(w_reinforce_lambda=config.algorithm.w_reinforce_lambda, pass_k=config.algorithm.pass_k)
