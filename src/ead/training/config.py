@@ -79,7 +79,8 @@ class TaskSection:
 @dataclass
 class SamplingSection:
     schedule: dict[str, Any] = field(default_factory=lambda: dict(DEMO_EAD_SCHEDULE))
-    """Behaviour-policy temperature schedule: {'name': 'ead'|'fixed'|'linear'|'cosine'|'reversed_ead', params...}."""
+    """Behaviour-policy temperature schedule: {'name': one of ead.schedules.SCHEDULES (ead, fixed, linear, cosine,
+    reversed_ead, two_stage, mean_matched, entropy_adaptive), params...}; see docs/schedules.md."""
     max_new_tokens: int = 24
     """Response length budget in tokens."""
     top_k: int | None = None
@@ -302,6 +303,10 @@ class TrainConfig:
                 "train.mini_batch_size", f"must divide prompts_per_step * samples_per_prompt = {rollouts}")
         require(self.train.samples_per_prompt >= 2 or self.algorithm.advantage != "rloo",
                 "train.samples_per_prompt", "must be >= 2 for RLOO")
+        for section in ("sampling", "eval"):
+            require(self.sampling.engine == "hf" or not schedule_from_dict(getattr(self, section).schedule).needs_logits,
+                    f"{section}.schedule", f"'entropy_adaptive' reads the logits while sampling, which only "
+                    f"sampling.engine='hf' supports (got {self.sampling.engine!r})")
         require(self.algorithm.advantage != "pass_at_k" or self.algorithm.pass_k <= self.train.samples_per_prompt,
                 "algorithm.pass_k", f"must be <= train.samples_per_prompt = {self.train.samples_per_prompt}")
         require(self.sampling.engine == "hf" or self.algorithm.old_logprobs != "sampler", "algorithm.old_logprobs",
