@@ -268,3 +268,41 @@ def test_adaptive_entropy_coefficient_steps_toward_the_target():
     assert adaptive_entropy_coef(0.01, entropy=1.5, target=1.0, delta=0.005) == pytest.approx(0.005)
     assert adaptive_entropy_coef(0.003, entropy=1.5, target=1.0, delta=0.005) == 0.0
     assert isinstance(adaptive_entropy_coef(0, 0.0, 1.0, 0.005), float)
+
+
+# ----------------------------------------------------------------------------- SIREN
+def test_nucleus_entropy_and_its_gradient_by_hand():
+    from ead.objectives.siren import nucleus_entropy
+
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05])).requires_grad_(True)
+    h = nucleus_entropy(logits, top_p=0.8)
+    # mass before each token: 0, 0.5, 0.8, 0.95 -> keep the first two, renormalised to 0.625 / 0.375
+    q = [0.625, 0.375]
+    expected = -sum(x * math.log(x) for x in q)
+    assert h.item() == pytest.approx(expected, rel=1e-6)
+    h.backward()
+    # dH/dz_i = -q_i (log q_i + H) on the nucleus, 0 outside it
+    grad = [-x * (math.log(x) + expected) for x in q] + [0.0, 0.0]
+    assert logits.grad.tolist() == pytest.approx(grad, abs=1e-6)
+
+
+def test_siren_token_mask_keeps_each_rows_top_share():
+    from ead.objectives.siren import top_share_per_row
+
+    values = torch.tensor([[0.1, 0.9, 0.5, 0.7, 0.3], [0.4, 0.2, 0.8, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    assert top_share_per_row(values, mask, 0.2).int().tolist() == [[0, 1, 0, 0, 0], [0, 0, 1, 0, 0]]
+    assert top_share_per_row(values, mask, 0.5).int().tolist() == [[0, 1, 1, 1, 0], [1, 0, 1, 0, 0]]  # ceil(2.5) = 3, ceil(1.5) = 2
+
+
+def test_siren_term_is_the_gradient_of_the_squared_deviation():
+    inputs = _inputs([[0.0] * 3] * 2, {"siren": torch.tensor([[True, False, False], [False, True, False]])},
+                     advantages=(0.0, 0.0))
+    nucleus = torch.tensor([[0.8, 0.1, 0.2], [0.3, 1.2, 0.0]], requires_grad=True)
+    inputs.nucleus_entropy = nucleus
+    settings = LossSettings(loss_aggregation="token_mean", siren_coef=0.005, siren_anchor=0.7, siren_batch_entropy=1.0)
+    loss, stats = micro_batch_loss(inputs, settings, MiniBatchTotals(units=5, tokens=5))
+    loss.backward()
+    # c * 2 (H_batch - anchor) = 0.005 * 0.6 = 0.003 per unit of (masked) mean nucleus entropy over 5 tokens
+    assert loss.item() == pytest.approx(0.003 * (0.8 + 1.2) / 5, rel=1e-6)
+    assert nucleus.grad.flatten().tolist() == pytest.approx([0.003 / 5, 0, 0, 0, 0.003 / 5, 0], abs=1e-9)

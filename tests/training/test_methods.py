@@ -19,12 +19,14 @@ METHODS = {
     "w_reinforce": ["algorithm.advantage=w_reinforce"],
     "pass_at_k": ["algorithm.advantage=pass_at_k", "algorithm.pass_k=2"],
     "adaptive_entropy": ["algorithm.entropy_target=10.0", "algorithm.entropy_coef=0.0"],
+    "siren": ["algorithm.siren=true"],
     "mean_matched": ["sampling.schedule={name: mean_matched, unit: 0.4, warmup_tokens: 0, length: 8}"],
     "entropy_adaptive": ["sampling.schedule={name: entropy_adaptive}"],
 }
 # Expected evidence in metrics.jsonl that the method ran.
 EVIDENCE = {"clip_cov": "select/clip_cov_frac", "kl_cov": "policy/kl_cov_penalty",
-            "high_entropy": "select/high_entropy_frac", "adaptive_entropy": "policy/entropy_bonus"}
+            "high_entropy": "select/high_entropy_frac", "adaptive_entropy": "policy/entropy_bonus",
+            "siren": "policy/siren"}
 COMBOS = {  # (preset, schedule override or None for the recipe's EAD, TIS)
     "dapo-ead-tis": ("dapo", None, True),
     "grpo-fixed-notis": ("grpo", "sampling.schedule={name: fixed, tau: 1.0}", False),
@@ -88,3 +90,15 @@ def test_large_group_n64_trains_with_micro_batches(tiny_model_dir, tmp_path):
     run_dir = train(load_train_config(overrides=overrides))
     record = read_metrics(run_dir / "metrics.jsonl")[-1]
     assert record["sampling/responses"] == 128 and record["policy/updates"] == 2.0
+
+
+def test_siren_anchor_is_the_first_steps_entropy_and_is_resumed(tiny_model_dir, tmp_path, monkeypatch):
+    extra = ["algorithm.siren=true", "output.save_every=2"]
+    straight = train(load_train_config(overrides=smoke_overrides(tiny_model_dir, tmp_path / "a", 4) + extra))
+    records = read_metrics(straight / "metrics.jsonl")
+    anchors = [r["siren/anchor"] for r in records]
+    assert anchors == [records[0]["siren/entropy_masked"]] * 4  # fixed at the first step's value
+    assert records[-1]["siren/entropy_masked"] != anchors[0]
+    overrides = smoke_overrides(tiny_model_dir, tmp_path / "b", 4) + extra
+    resumed = crash_then_resume(lambda: load_train_config(overrides=overrides), monkeypatch, crash_on_update=3)
+    assert_same_run(straight, resumed, "step_000004")

@@ -44,7 +44,8 @@ class LossSettings:
     entropy_coef: float = 0.0
     kl_cov_coef: float = 1.0
     siren_coef: float = 0.0
-    siren_anchor: float = 0.0
+    siren_anchor: float | None = None
+    """SIREN: H_anchor, the masked nucleus entropy at the first step (None until it is measured)."""
     siren_batch_entropy: float = 0.0
     """SIREN: the masked entropy of pi_old over the whole batch (the linearisation point, see siren_term)."""
 
@@ -181,7 +182,8 @@ def siren_term(inputs: TokenInputs, settings: LossSettings):
     if settings.siren_coef <= 0 or inputs.nucleus_entropy is None:
         return None
     selected = inputs.selections["siren"].float() * inputs.mask.float()  # (b, T)
-    slope = 2.0 * (settings.siren_batch_entropy - settings.siren_anchor)
+    anchor = settings.siren_batch_entropy if settings.siren_anchor is None else settings.siren_anchor
+    slope = 2.0 * (settings.siren_batch_entropy - anchor)
     return settings.siren_coef, slope * inputs.nucleus_entropy * selected
 
 

@@ -170,6 +170,15 @@ class AlgorithmSection:
     target) or lowering (above) the entropy, never below 0; entropy_coef is its starting value."""
     entropy_coef_delta: float = 0.005
     """Adaptive entropy coefficient: step size per training step."""
+    siren: bool = False
+    """SIREN (arXiv 2509.25133): add siren_coef * (H_masked - H_anchor)^2, H_masked the top-p nucleus entropy over
+    each response's top siren_token_share tokens by that entropy, H_anchor its value at the first step."""
+    siren_coef: float = 0.005
+    """SIREN: weight c of the squared deviation from the anchor entropy."""
+    siren_top_p: float = 0.8
+    """SIREN: nucleus mass over which the entropy is taken."""
+    siren_token_share: float = 0.2
+    """SIREN: share of each response's tokens (highest nucleus entropy) that enter the regulariser."""
 
     def __post_init__(self) -> None:
         require(self.advantage in ADVANTAGE_ESTIMATORS, "algorithm.advantage",
@@ -191,6 +200,11 @@ class AlgorithmSection:
         require(self.kl_cov_coef >= 0, "algorithm.kl_cov_coef", "must be >= 0")
         require(self.pass_k >= 1, "algorithm.pass_k", "must be >= 1")
         require(self.entropy_coef >= 0, "algorithm.entropy_coef", "must be >= 0")
+        require(not (self.siren and (self.entropy_coef > 0 or self.entropy_target is not None)), "algorithm.siren",
+                "replaces the entropy bonus: set algorithm.entropy_coef=0 and algorithm.entropy_target=null with it")
+        require(0 < self.siren_top_p <= 1 and 0 < self.siren_token_share <= 1, "algorithm.siren_top_p",
+                "siren_top_p and siren_token_share must be in (0, 1]")
+        require(self.siren_coef >= 0, "algorithm.siren_coef", "must be >= 0")
         require(self.entropy_coef_delta > 0, "algorithm.entropy_coef_delta", "must be > 0")
         require(self.entropy_target is None or self.entropy_target >= 0, "algorithm.entropy_target",
                 "must be >= 0 (nats per token) or null")

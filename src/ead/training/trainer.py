@@ -63,6 +63,7 @@ class LoopState:
     data_position: int = 0  # next task.train_batch index
     rollouts_consumed: int = 0  # responses sampled so far, dynamic-sampling extras included
     entropy_coef: float | None = None  # the adaptive entropy coefficient (algorithm.entropy_target), a plain float
+    siren_anchor: float | None = None  # SIREN's anchor entropy, measured at the first step (algorithm.siren)
 
 
 def seed_everything(seed: int) -> None:
@@ -212,8 +213,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             # ---------------------------------------------------- 4. update
             update_start = time.perf_counter()
             update_stats = ppo_update(model, optimizer, lr_scheduler, rollouts, loss_mask, advantages, old_logprobs,
-                                      weights, ref_model, settings.with_entropy_coef(state.entropy_coef), dist,
+                                      weights, ref_model, settings.for_step(state.entropy_coef, state.siren_anchor), dist,
                                       old_entropy=old_entropy)
+            state.siren_anchor = update_stats.get("siren/anchor", state.siren_anchor)
             engine.sync_weights(policy)  # the next rollout (and eval) samples from the updated policy
             state.step += 1
             # ---------------------------------------------------- 5. log

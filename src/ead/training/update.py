@@ -8,6 +8,7 @@ w = min(pi_old / mu, C) computed once per batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 
@@ -16,6 +17,7 @@ from ead.objectives.advantages import AdvantageParams
 from ead.objectives.pipeline import LossSettings, MiniBatchTotals, TokenInputs, micro_batch_loss, required_selectors
 from ead.objectives.policy_loss import aggregation_units
 from ead.objectives.selectors import SELECTORS, FlatTokens, SelectionParams, covariance_stats
+from ead.objectives.siren import nucleus_entropy, top_share_per_row
 from ead.sampling import Rollouts
 
 
@@ -33,10 +35,12 @@ class UpdateSettings:
     updates_per_epoch: int  # optimiser steps per pass over the batch: global batch / mini-batch size
     micro_batch_size: int
     max_grad_norm: float
+    siren_top_p: float = 0.8
+    siren_token_share: float = 0.2
 
-    def with_entropy_coef(self, entropy_coef: float) -> "UpdateSettings":
-        """This step's settings when the entropy coefficient adapts (ead.objectives.regularizers)."""
-        return replace(self, loss=replace(self.loss, entropy_coef=entropy_coef))
+    def for_step(self, entropy_coef: float, siren_anchor: float | None) -> "UpdateSettings":
+        """This step's settings: the adaptive entropy coefficient and SIREN's anchor are trainer state."""
+        return replace(self, loss=replace(self.loss, entropy_coef=entropy_coef, siren_anchor=siren_anchor))
 
 
 def update_settings(config) -> UpdateSettings:
@@ -45,7 +49,7 @@ def update_settings(config) -> UpdateSettings:
     loss = LossSettings(
         policy_loss=algo.policy_loss, clip_low=algo.clip_low, clip_high=algo.clip_high,
         loss_aggregation=algo.loss_aggregation, pg_tokens=algo.pg_tokens, kl_coef=algo.kl_coef,
-        entropy_coef=algo.entropy_coef, kl_cov_coef=algo.kl_cov_coef)
+        entropy_coef=algo.entropy_coef, kl_cov_coef=algo.kl_cov_coef, siren_coef=algo.siren_coef if algo.siren else 0.0)
     selection = SelectionParams(clip_cov_ratio=algo.clip_cov_ratio, clip_cov_lb=algo.clip_cov_lb,
                                 clip_cov_ub=algo.clip_cov_ub, kl_cov_ratio=algo.kl_cov_ratio,
                                 top_entropy_rho=algo.top_entropy_rho)
@@ -54,7 +58,8 @@ def update_settings(config) -> UpdateSettings:
         importance_level=algo.importance_level, importance_mode=algo.importance_mode,
         importance_cap=algo.importance_cap, ppo_epochs=optim.ppo_epochs,
         updates_per_epoch=-(-optim.prompts_per_step * optim.samples_per_prompt // optim.mini_batch_size),
-        micro_batch_size=optim.micro_batch_size, max_grad_norm=optim.max_grad_norm)
+        micro_batch_size=optim.micro_batch_size, max_grad_norm=optim.max_grad_norm,
+        siren_top_p=algo.siren_top_p, siren_token_share=algo.siren_token_share)
 
 
 def _micro_batches(rows: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -146,7 +151,16 @@ def ppo_update(
     dist = dist or Distributed()
     device = next(model.parameters()).device
     selections, selection_stats = batch_selections(settings, loss_mask, advantages, old_logprobs, old_entropy, dist)
-    needs_entropy = settings.loss.entropy_coef > 0
+    loss_settings = settings.loss
+    siren = loss_settings.siren_coef > 0
+    entropy_fn = None
+    if siren:  # SIREN: its token mask and the batch's masked nucleus entropy at pi_old, before any update
+        selections["siren"], masked_entropy = siren_reference(model, rollouts, loss_mask, settings, dist)
+        anchor = masked_entropy if loss_settings.siren_anchor is None else loss_settings.siren_anchor
+        loss_settings = replace(loss_settings, siren_anchor=anchor, siren_batch_entropy=masked_entropy)
+        selection_stats |= {"siren/entropy_masked": masked_entropy, "siren/anchor": anchor}
+        entropy_fn = partial(nucleus_entropy, top_p=settings.siren_top_p)
+    needs_entropy = loss_settings.entropy_coef > 0 or siren
     model.train()
     num_rows = rollouts.response_ids.shape[0]
     totals: dict[str, float] = {}
@@ -167,7 +181,7 @@ def ppo_update(
                 part = rollouts.select(rows)
                 logprobs, entropy = sequence_logprobs_and_entropy(
                     model, part.prompt_ids, part.prompt_mask, part.response_ids, part.response_mask,
-                    with_entropy=needs_entropy)
+                    with_entropy=needs_entropy, entropy_fn=entropy_fn)
                 ref_logprobs = None
                 if ref_model is not None and settings.loss.kl_coef > 0:
                     with torch.no_grad():
@@ -178,9 +192,10 @@ def ppo_update(
                     advantages=advantages[rows].to(device),
                     mask=loss_mask[rows].to(device).float() * (0.0 if empty else 1.0),  # (b, T)
                     importance_weights=None if importance_weights is None else importance_weights[rows].to(device),
-                    entropy=entropy, ref_logprobs=ref_logprobs,
+                    entropy=None if siren else entropy, nucleus_entropy=entropy if siren else None,
+                    ref_logprobs=ref_logprobs,
                     selections={name: sel[rows].to(device) for name, sel in selections.items()})
-                loss, micro_stats = micro_batch_loss(inputs, settings.loss, mini_totals)
+                loss, micro_stats = micro_batch_loss(inputs, loss_settings, mini_totals)
                 with dist.no_sync(model, last_micro_batch=micro_index == len(micro_batches) - 1):
                     dist.backward(loss)
                 for key, value in micro_stats.items():
@@ -195,6 +210,25 @@ def ppo_update(
     averaged = {f"policy/{k}": v / max(updates, 1) for k, v in totals.items()}
     return averaged | selection_stats | {"policy/updates": float(updates),
                                          "policy/entropy_coef": settings.loss.entropy_coef}
+
+
+@torch.no_grad()
+def siren_reference(model, rollouts: Rollouts, loss_mask: torch.Tensor, settings: UpdateSettings,
+                    dist) -> tuple[torch.Tensor, float]:
+    """SIREN's ``(B, T)`` token mask (each response's top share by nucleus entropy of pi_old) and the
+    batch's mean nucleus entropy over it, averaged over every process's masked tokens."""
+    entropy_fn = partial(nucleus_entropy, top_p=settings.siren_top_p)
+    parts = []
+    for rows in _micro_batches(torch.arange(rollouts.response_ids.shape[0]), settings.micro_batch_size):
+        part = rollouts.select(rows)
+        _, h = sequence_logprobs_and_entropy(model, part.prompt_ids, part.prompt_mask, part.response_ids,
+                                             part.response_mask, with_entropy=True, entropy_fn=entropy_fn)
+        parts.append(h.cpu())
+    entropy = torch.cat(parts)  # (B, T)
+    mask = top_share_per_row(entropy, loss_mask.cpu(), settings.siren_token_share)
+    totals = dist.gather_objects((float((entropy * mask).sum()), float(mask.sum())))
+    masked_mean = sum(t[0] for t in totals) / max(sum(t[1] for t in totals), 1.0)
+    return mask.to(loss_mask.device), masked_mean
 
 
 def importance_and_drift(
