@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Callable
 
 import torch
 
@@ -150,17 +151,9 @@ def ppo_update(
 
     dist = dist or Distributed()
     device = next(model.parameters()).device
-    selections, selection_stats = batch_selections(settings, loss_mask, advantages, old_logprobs, old_entropy, dist)
-    loss_settings = settings.loss
-    siren = loss_settings.siren_coef > 0
-    entropy_fn = None
-    if siren:  # SIREN: its token mask and the batch's masked nucleus entropy at pi_old, before any update
-        selections["siren"], masked_entropy = siren_reference(model, rollouts, loss_mask, settings, dist)
-        anchor = masked_entropy if loss_settings.siren_anchor is None else loss_settings.siren_anchor
-        loss_settings = replace(loss_settings, siren_anchor=anchor, siren_batch_entropy=masked_entropy)
-        selection_stats |= {"siren/entropy_masked": masked_entropy, "siren/anchor": anchor}
-        entropy_fn = partial(nucleus_entropy, top_p=settings.siren_top_p)
-    needs_entropy = loss_settings.entropy_coef > 0 or siren
+    step = prepare_step(model, rollouts, loss_mask, advantages, old_logprobs, old_entropy, settings, dist)
+    siren = step.loss.siren_coef > 0
+    needs_entropy = step.loss.entropy_coef > 0 or siren
     model.train()
     num_rows = rollouts.response_ids.shape[0]
     totals: dict[str, float] = {}
@@ -181,7 +174,7 @@ def ppo_update(
                 part = rollouts.select(rows)
                 logprobs, entropy = sequence_logprobs_and_entropy(
                     model, part.prompt_ids, part.prompt_mask, part.response_ids, part.response_mask,
-                    with_entropy=needs_entropy, entropy_fn=entropy_fn)
+                    with_entropy=needs_entropy, entropy_fn=step.entropy_fn)
                 ref_logprobs = None
                 if ref_model is not None and settings.loss.kl_coef > 0:
                     with torch.no_grad():
@@ -194,8 +187,8 @@ def ppo_update(
                     importance_weights=None if importance_weights is None else importance_weights[rows].to(device),
                     entropy=None if siren else entropy, nucleus_entropy=entropy if siren else None,
                     ref_logprobs=ref_logprobs,
-                    selections={name: sel[rows].to(device) for name, sel in selections.items()})
-                loss, micro_stats = micro_batch_loss(inputs, loss_settings, mini_totals)
+                    selections={name: sel[rows].to(device) for name, sel in step.selections.items()})
+                loss, micro_stats = micro_batch_loss(inputs, step.loss, mini_totals)
                 with dist.no_sync(model, last_micro_batch=micro_index == len(micro_batches) - 1):
                     dist.backward(loss)
                 for key, value in micro_stats.items():
@@ -208,8 +201,36 @@ def ppo_update(
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value
     averaged = {f"policy/{k}": v / max(updates, 1) for k, v in totals.items()}
-    return averaged | selection_stats | {"policy/updates": float(updates),
+    return averaged | step.stats | {"policy/updates": float(updates),
                                          "policy/entropy_coef": settings.loss.entropy_coef}
+
+
+@dataclass
+class StepObjective:
+    """What the objective needs that is decided once per step over the whole batch, before any update."""
+
+    loss: LossSettings
+    selections: dict[str, torch.Tensor]
+    """Batch-global ``(B, T)`` token masks by name."""
+    entropy_fn: Callable[[torch.Tensor], torch.Tensor] | None
+    """What the update computes as "entropy" per position (SIREN: the nucleus entropy); None = full entropy."""
+    stats: dict[str, float]
+
+
+def prepare_step(model, rollouts: Rollouts, loss_mask: torch.Tensor, advantages: torch.Tensor,
+                 old_logprobs: torch.Tensor, old_entropy: torch.Tensor | None, settings: UpdateSettings,
+                 dist) -> StepObjective:
+    """The step's batch-global selections and, for SIREN, its mask, batch entropy and anchor."""
+    selections, stats = batch_selections(settings, loss_mask, advantages, old_logprobs, old_entropy, dist)
+    loss = settings.loss
+    entropy_fn = None
+    if loss.siren_coef > 0:
+        selections["siren"], masked_entropy = siren_reference(model, rollouts, loss_mask, settings, dist)
+        anchor = masked_entropy if loss.siren_anchor is None else loss.siren_anchor  # first step: the anchor
+        loss = replace(loss, siren_anchor=anchor, siren_batch_entropy=masked_entropy)
+        stats |= {"siren/entropy_masked": masked_entropy, "siren/anchor": anchor}
+        entropy_fn = partial(nucleus_entropy, top_p=settings.siren_top_p)
+    return StepObjective(loss=loss, selections=selections, entropy_fn=entropy_fn, stats=stats)
 
 
 @torch.no_grad()
