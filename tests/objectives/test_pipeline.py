@@ -43,12 +43,12 @@ def _settings(aggregation, pg_tokens, micro):
         micro_batch_size=micro, max_grad_norm=1e9)
 
 
-def _gradient_by_update(model, rollouts, old_lp, old_ent, adv, weights, settings):
+def _gradient_by_update(model, rollouts, loss_mask, old_lp, old_ent, adv, weights, settings):
     """One SGD step at lr 1 through ppo_update: the parameter change is minus the accumulated gradient."""
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: 1.0)
-    ppo_update(model, optimizer, scheduler, rollouts, rollouts.response_mask.float(), adv, old_lp, weights, None,
+    ppo_update(model, optimizer, scheduler, rollouts, loss_mask, adv, old_lp, weights, None,
                settings, old_entropy=old_ent)
     grads = [b - p.detach() for b, p in zip(before, model.parameters())]
     with torch.no_grad():
@@ -64,6 +64,7 @@ def test_micro_batched_gradient_equals_full_batch_gradient(aggregation, pg_token
     model = build_test_model(16, seed=1, logit_scale=3.0).train()
     rollouts = _random_rollouts()
     mask = rollouts.response_mask.float()
+    mask[3] = 0.0  # an overlong-filtered response: in the batch, out of the loss
     with torch.no_grad():
         lp, ent = sequence_logprobs_and_entropy(model, rollouts.prompt_ids, rollouts.prompt_mask,
                                                 rollouts.response_ids, rollouts.response_mask, with_entropy=True)
@@ -77,7 +78,7 @@ def test_micro_batched_gradient_equals_full_batch_gradient(aggregation, pg_token
     a = adv.unsqueeze(1)
     per_token = -torch.minimum(ratio * a, torch.clamp(ratio, 0.8, 1.28) * a) * weights
     keep = torch.ones_like(mask)
-    if pg_tokens == "high_entropy":  # top ceil(0.3 * 20) = 6 of the 20 real tokens by entropy
+    if pg_tokens == "high_entropy":  # top ceil(0.3 * 19) = 6 of the 19 loss tokens by entropy
         real = ent[mask.bool()]
         threshold = sorted(real.tolist(), reverse=True)[math.ceil(0.3 * len(real)) - 1]
         keep = (ent >= threshold).float() * mask
@@ -86,13 +87,15 @@ def test_micro_batched_gradient_equals_full_batch_gradient(aggregation, pg_token
     if aggregation == "token_mean":
         full_loss = per_token.sum() / mask.sum()
     else:
-        full_loss = (per_token.sum(1) / mask.sum(1)).mean()
+        # the current seq_mean_token_mean: every row of the batch counts, a fully masked one as 0
+        full_loss = (per_token.sum(1) / mask.sum(1).clamp(min=1)).sum() / mask.shape[0]
     model.zero_grad()
     full_loss.backward()
     expected = [p.grad.detach().clone() for p in model.parameters()]
     assert (ratio.detach() * mask > 1.28).any() and ((ratio.detach() < 0.8) & mask.bool()).any()
     for micro in (6, 4, 1):  # one piece, uneven 4 + 2, one row at a time
-        got = _gradient_by_update(model, rollouts, old_lp, ent, adv, weights, _settings(aggregation, pg_tokens, micro))
+        got = _gradient_by_update(model, rollouts, mask, old_lp, ent, adv, weights,
+                                  _settings(aggregation, pg_tokens, micro))
         for g, e in zip(got, expected):
             torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-7)
 
