@@ -68,25 +68,24 @@ def rloo_advantages(rewards: torch.Tensor, params: AdvantageParams = AdvantagePa
 
 def _weighted_reinforce(rewards: torch.Tensor, correct_weight: float, wrong_weight: float,
                         threshold: float) -> torch.Tensor:
-    """Zhu et al. 2025 ("The Surprising Effectiveness of Negative Reinforcement", arXiv 2506.01347,
-    Eq. 4 and 6): ``A = correct_weight`` for a correct response, ``wrong_weight`` for a wrong one, no baseline."""
+    """Zhu et al. 2025 ("The Surprising Effectiveness of Negative Reinforcement", arXiv 2506.01347): ``A = correct_weight`` for a correct response, ``wrong_weight`` for a wrong one, no baseline."""
     correct = rewards.float() > threshold  # (G, n)
     return torch.where(correct, torch.full_like(rewards, correct_weight, dtype=torch.float32),
                        torch.full_like(rewards, wrong_weight, dtype=torch.float32))
 
 
 def w_reinforce_advantages(rewards: torch.Tensor, params: AdvantageParams = AdvantageParams()) -> torch.Tensor:
-    """W-REINFORCE (2506.01347, Eq. 6): ``lambda`` for correct, ``-1`` for wrong (lambda = 0.1)."""
+    """W-REINFORCE (2506.01347): ``lambda`` for correct, ``-1`` for wrong (lambda = 0.1)."""
     return _weighted_reinforce(rewards, params.w_reinforce_lambda, -1.0, params.correct_threshold)
 
 
 def psr_advantages(rewards: torch.Tensor, params: AdvantageParams = AdvantageParams()) -> torch.Tensor:
-    """Positive sample reinforcement only (2506.01347, Eq. 4): (1 correct, 0 wrong)."""
+    """Positive sample reinforcement only (2506.01347): (1 correct, 0 wrong)."""
     return _weighted_reinforce(rewards, 1.0, 0.0, params.correct_threshold)
 
 
 def nsr_advantages(rewards: torch.Tensor, params: AdvantageParams = AdvantageParams()) -> torch.Tensor:
-    """Negative sample reinforcement only (2506.01347, Eq. 5): (0 correct, -1 wrong)."""
+    """Negative sample reinforcement only (2506.01347): (0 correct, -1 wrong)."""
     return _weighted_reinforce(rewards, 0.0, -1.0, params.correct_threshold)
 
 
@@ -98,7 +97,7 @@ def _comb_ratio(top_n: int, top_k: int, bottom_n: int, bottom_k: int) -> float:
 
 
 def pass_at_k_advantages(rewards: torch.Tensor, params: AdvantageParams = AdvantageParams()) -> torch.Tensor:
-    """Analytic pass@k training advantages (Chen et al. 2025, "Pass@k Training", arXiv 2508.10751, Sec. 3.3).
+    """Analytic pass@k training advantages (Chen et al. 2025, "Pass@k Training", arXiv 2508.10751).
 
     With ``c`` correct of ``n`` in a group::
 

@@ -93,7 +93,7 @@ def ppo_clip_policy_loss(inputs: TokenInputs, settings: LossSettings) -> tuple[t
 
 
 def clip_cov_policy_loss(inputs: TokenInputs, settings: LossSettings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clip-Cov (Cui et al. 2025, arXiv 2505.22617, Eq. 12): PPO-clip with the gradient of the tokens
+    """Clip-Cov (Cui et al. 2025, arXiv 2505.22617, Sec. 4): PPO-clip with the gradient of the tokens
     in the ``clip_cov`` selection detached (their loss value stays, their gradient is 0)."""
     per_token, stats = ppo_clip_policy_loss(inputs, settings)
     selected = inputs.selections["clip_cov"].bool() & inputs.mask.bool()  # (b, T)
@@ -102,7 +102,7 @@ def clip_cov_policy_loss(inputs: TokenInputs, settings: LossSettings) -> tuple[t
 
 
 def kl_cov_policy_loss(inputs: TokenInputs, settings: LossSettings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """KL-Cov (2505.22617, Eq. 13): the *unclipped* surrogate ``-r_t A_t w_t`` plus
+    """KL-Cov (2505.22617): the *unclipped* surrogate ``-r_t A_t w_t`` plus
     ``kl_cov_coef * |logp_t - old_logp_t|`` on the tokens of the ``kl_cov`` selection.
 
     As in the paper's reference code there is no ratio clipping: the KL term on the high-covariance
@@ -171,7 +171,7 @@ def entropy_bonus_term(inputs: TokenInputs, settings: LossSettings):
 
 
 def siren_term(inputs: TokenInputs, settings: LossSettings):
-    """SIREN (arXiv 2509.25133, Sec. 3, Eq. 6): ``+c * (H_masked - H_anchor)^2``.
+    """SIREN (arXiv 2509.25133): ``+c * (H_masked - H_anchor)^2``.
 
     ``H_masked`` is the batch mean of the top-p nucleus entropy over the ``siren`` selection (each
     response's top 20% entropy tokens). A square of a batch mean does not split over micro-batches,

@@ -43,7 +43,7 @@ class SelectionParams:
 
 
 def token_covariance(advantages: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
-    """Cui et al. 2025 (arXiv 2505.22617, Sec. 4, Eq. 11): ``Cov_i = (A_i - mean A)(logp_i - mean logp)``.
+    """Cui et al. 2025 (arXiv 2505.22617, Sec. 4): ``Cov_i = (A_i - mean A)(logp_i - mean logp)``.
 
     Means over the batch's real tokens (token-weighted). Returns ``(N,)`` float32.
     """
@@ -53,7 +53,7 @@ def token_covariance(advantages: torch.Tensor, logprobs: torch.Tensor) -> torch.
 
 
 def clip_cov_selection(tokens: FlatTokens, params: SelectionParams, generator: torch.Generator) -> torch.Tensor:
-    """Clip-Cov (2505.22617, Sec. 4.2, Eq. 12): a random ``max(int(ratio * N), 1)`` of the tokens with
+    """Clip-Cov (2505.22617, Sec. 4): a random ``max(int(ratio * N), 1)`` of the tokens with
     ``lb < Cov_i < ub``; their policy-gradient is detached. Fewer candidates than that: all of them."""
     cov = token_covariance(tokens.advantages, tokens.logprobs)  # (N,)
     candidates = torch.nonzero((cov > params.clip_cov_lb) & (cov < params.clip_cov_ub)).flatten()
@@ -65,7 +65,7 @@ def clip_cov_selection(tokens: FlatTokens, params: SelectionParams, generator: t
 
 
 def kl_cov_selection(tokens: FlatTokens, params: SelectionParams, generator: torch.Generator) -> torch.Tensor:
-    """KL-Cov (2505.22617, Sec. 4.2, Eq. 13): the top ``max(int(ratio * N), 1)`` tokens by Cov_i."""
+    """KL-Cov (2505.22617): the top ``max(int(ratio * N), 1)`` tokens by Cov_i."""
     cov = token_covariance(tokens.advantages, tokens.logprobs)  # (N,)
     budget = min(max(int(params.kl_cov_ratio * cov.numel()), 1), cov.numel())
     selected = torch.zeros_like(cov, dtype=torch.bool)
@@ -74,7 +74,7 @@ def kl_cov_selection(tokens: FlatTokens, params: SelectionParams, generator: tor
 
 
 def high_entropy_selection(tokens: FlatTokens, params: SelectionParams, generator: torch.Generator) -> torch.Tensor:
-    """80/20 forking tokens (Wang et al. 2025, arXiv 2506.01939, Sec. 4, Eq. 5): the batch's top
+    """80/20 forking tokens (Wang et al. 2025, arXiv 2506.01939): the batch's top
     ``rho`` share by entropy of pi: ``H_i >= `` the ``ceil(rho * N)``-th largest entropy (ties kept)."""
     if tokens.entropy is None:
         raise ValueError("high_entropy selection needs the entropy of pi_old")

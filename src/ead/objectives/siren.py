@@ -1,4 +1,4 @@
-"""SIREN's two pieces (arXiv 2509.25133, Sec. 3): nucleus entropy and each response's top-entropy tokens.
+"""SIREN's two pieces (arXiv 2509.25133): nucleus entropy and each response's top-entropy tokens.
 
 SIREN regularises entropy only where it is informative: over the top-p nucleus of each next-token
 distribution (the long tail of a large vocabulary would otherwise dominate the entropy), and only
