@@ -53,16 +53,17 @@ def test_schedule_spec_reads_like_its_mapping():
     assert spec.schedule == EADSchedule()
 
 
-def test_update_settings_come_from_the_same_named_config_fields():
-    from ead.training.update import UpdateSettings
+def test_update_settings_come_from_the_config_fields():
+    from ead.training.update import update_settings
 
     config = load_train_config(overrides=["algorithm.clip_high=0.28", "algorithm.kl_coef=0.05", "train.ppo_epochs=2",
                                           "train.prompts_per_step=6", "train.samples_per_prompt=4",
                                           "train.mini_batch_size=8", "train.micro_batch_size=4"])
-    settings = UpdateSettings.from_config(config)
-    assert (settings.clip_low, settings.clip_high, settings.kl_coef, settings.ppo_epochs) == (0.2, 0.28, 0.05, 2)
+    settings = update_settings(config)
+    loss = settings.loss
+    assert (loss.clip_low, loss.clip_high, loss.kl_coef, settings.ppo_epochs) == (0.2, 0.28, 0.05, 2)
     assert settings.updates_per_epoch == 3 and settings.micro_batch_size == 4  # 6 * 4 / 8
-    assert settings.loss_aggregation == "seq_mean_token_mean" and settings.max_grad_norm == 1.0
+    assert loss.loss_aggregation == "seq_mean_token_mean" and settings.max_grad_norm == 1.0
 
 
 @pytest.mark.parametrize("change, field", [

@@ -88,7 +88,7 @@ class EADLogitsProcessor(LogitsProcessor):
         if position > 0:
             self._record_sampled(input_ids[:, -1])
         positions = torch.full((scores.shape[0],), position, device=scores.device)
-        tau = self.schedule.temperatures(positions, self.step)  # (B,) float32
+        tau = self.schedule.temperatures_for_logits(scores, positions, self.step)  # (B,) float32
         raw = scores.float()  # (B, V)
         tempered = apply_top_k_top_p(raw / tau.unsqueeze(-1), self.top_k, self.top_p)
         log_probs = torch.log_softmax(tempered, dim=-1)

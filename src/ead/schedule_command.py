@@ -32,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
         path, value = parse_override(text)
         spec[".".join(path)] = value
     schedule = schedule_from_dict(spec)
+    if schedule.needs_logits:
+        from ead.config import ConfigError
+
+        raise ConfigError(f"schedule {schedule.name!r} sets each token's temperature from the model's logits, so it "
+                          "has no curve over positions to print; see docs/exploration_methods.md")
     positions = torch.arange(args.length)
     curves = {step: schedule.temperatures(positions, step) for step in args.steps}
     every = args.every or max(1, args.length // 20)

@@ -41,6 +41,9 @@ __all__ = [
     "LinearSchedule",
     "CosineSchedule",
     "ReversedEADSchedule",
+    "TwoStageSchedule",
+    "MeanMatchedSchedule",
+    "EntropyAdaptiveSchedule",
     "SCHEDULES",
     "build_schedule",
     "schedule_from_dict",
@@ -78,6 +81,14 @@ class Schedule:
             float32 tensor of the broadcast shape, every entry > 0.
         """
         raise NotImplementedError
+
+    needs_logits: ClassVar[bool] = False
+    """True for schedules that read the current token distribution (only the HF sampler supports them)."""
+
+    def temperatures_for_logits(self, logits: torch.Tensor, positions: torch.Tensor,
+                                step: torch.Tensor | int | float = 0) -> torch.Tensor:
+        """Temperatures for one sampling step given its raw ``(B, V)`` logits; position-only schedules ignore them."""
+        return self.temperatures(positions, step)
 
     def temperature(self, position: int, step: int | float = 0) -> float:
         """Scalar convenience wrapper around :meth:`temperatures`."""
@@ -218,8 +229,100 @@ class CosineSchedule(_EndpointSchedule):
         return self.tau_end + 0.5 * (self.tau_start - self.tau_end) * (1.0 + torch.cos(math.pi * p))
 
 
+@dataclass(frozen=True)
+class TwoStageSchedule(_EndpointSchedule):
+    """Ablation: ``tau_start`` for ``t < length``, then ``tau_end``: a hot prefix and a cool rest, one switch.
+
+    The step function EAD's smooth decay is compared with (same endpoints, same hot-prefix length).
+    """
+
+    name: ClassVar[str] = "two_stage"
+
+    def temperatures(self, positions: torch.Tensor, step: torch.Tensor | int | float = 0) -> torch.Tensor:
+        t = positions.to(torch.float32)
+        shape = torch.broadcast_shapes(t.shape, _as_float_tensor(step).shape)
+        hot = torch.full(shape, float(self.tau_start), dtype=torch.float32, device=positions.device)
+        return torch.where(t.expand(shape) < self.length, hot, torch.full_like(hot, float(self.tau_end)))
+
+
+@dataclass(frozen=True)
+class MeanMatchedSchedule(EADSchedule):
+    """Control: one temperature for every position, equal to EAD's *mean* temperature at this step.
+
+    ``tau(s) = (1 / L) * sum_{t=0}^{L-1} tau_EAD(t, s)`` with the EAD fields of this schedule and
+    ``L = length`` response positions. It keeps EAD's average heat and its growth over training
+    steps but removes the annealing within a response, so "EAD beats mean-matched" isolates the
+    shape. ``L`` is a fixed number of tokens, not each response's own length (unknown while
+    sampling): set it to the responses' typical length (the mean EAD response length of the run
+    being matched), or to ``sampling.max_new_tokens`` to match over the whole budget. Positions past
+    a response's end never get sampled, so the smaller ``L``, the hotter the match.
+    """
+
+    name: ClassVar[str] = "mean_matched"
+
+    length: int = 3072
+    """``L``: response positions the mean runs over, in tokens (3072 = the paper's response budget)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if int(self.length) != self.length or self.length < 1:
+            raise ScheduleError(f"schedule.length (L) must be an integer >= 1, got {self.length!r}")
+
+    def mean_temperature(self, step: torch.Tensor | int | float = 0) -> torch.Tensor:
+        """EAD's mean over ``t = 0 .. L-1`` at ``step`` (float32, the shape of ``step``)."""
+        step_t = _as_float_tensor(step)
+        t = torch.arange(int(self.length), dtype=torch.float32).reshape((1,) * step_t.dim() + (-1,))
+        return super().temperatures(t, step_t.unsqueeze(-1)).mean(dim=-1)
+
+    def temperatures(self, positions: torch.Tensor, step: torch.Tensor | int | float = 0) -> torch.Tensor:
+        mean = self.mean_temperature(step).to(positions.device)
+        return mean.expand(torch.broadcast_shapes(positions.shape, mean.shape)).clone()
+
+
+@dataclass(frozen=True)
+class EntropyAdaptiveSchedule(Schedule):
+    """Per-token temperature from the current distribution's entropy: hotter at forks, cooler when sure.
+
+    With ``H_t`` the entropy (nats) of the target policy pi at temperature 1 at this position::
+
+        tau_t = tau_low + (tau_high - tau_low) * min(H_t / entropy_high, 1)
+
+    A monotone map in the spirit of entropy-based dynamic temperature (Zhang et al. 2024, "EDT",
+    arXiv 2403.14541), but linear and capped so the range is explicit. It needs the logits, so only
+    samplers that hand them to the schedule support it: the HF engine (``ead.sampling``) does;
+    vLLM's and SGLang's processors, TRL and the verl hooks ask :meth:`temperatures` with positions
+    only and get an error. The behaviour log-prob recorded is that of ``softmax(z / tau_t)``, the
+    distribution actually sampled, and the trainer reads the recorded ``tau_t`` (never recomputes it).
+    """
+
+    name: ClassVar[str] = "entropy_adaptive"
+    needs_logits: ClassVar[bool] = True
+
+    tau_low: float = 0.6
+    """Temperature of a certain (zero-entropy) position."""
+    tau_high: float = 1.2
+    """Temperature from entropy ``entropy_high`` up."""
+    entropy_high: float = 1.0
+    """Entropy (nats) at which the temperature reaches ``tau_high``."""
+
+    def __post_init__(self) -> None:
+        self._check_positive(tau_low=self.tau_low, tau_high=self.tau_high, entropy_high=self.entropy_high)
+
+    def temperatures(self, positions: torch.Tensor, step: torch.Tensor | int | float = 0) -> torch.Tensor:
+        raise ScheduleError("schedule 'entropy_adaptive' needs the logits of each sampling step; only the HF "
+                            "sampler (sampling.engine=hf) supports it, not vLLM, SGLang, TRL or verl")
+
+    def temperatures_for_logits(self, logits: torch.Tensor, positions: torch.Tensor,
+                                step: torch.Tensor | int | float = 0) -> torch.Tensor:
+        log_p = torch.log_softmax(logits.float(), dim=-1)  # (B, V), temperature 1
+        entropy = torch.special.entr(log_p.exp()).sum(dim=-1)  # (B,) nats, entr(0) = 0
+        share = torch.clamp(entropy / self.entropy_high, 0.0, 1.0)
+        return self.tau_low + (self.tau_high - self.tau_low) * share  # (B,) float32
+
+
 SCHEDULES: dict[str, type[Schedule]] = {
-    cls.name: cls for cls in (EADSchedule, ReversedEADSchedule, FixedSchedule, LinearSchedule, CosineSchedule)
+    cls.name: cls for cls in (EADSchedule, ReversedEADSchedule, FixedSchedule, LinearSchedule, CosineSchedule,
+                              TwoStageSchedule, MeanMatchedSchedule, EntropyAdaptiveSchedule)
 }
 
 

@@ -21,7 +21,9 @@ def test_two_process_training_on_cpu(tiny_model_dir, tmp_path):
     overrides = [o for o in tiny_overrides(tiny_model_dir, run_dir, steps=2) if not o.startswith("grading.")]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "ead.cli", "train", *overrides, "grading.inline=true", "model.device=cpu"]
+               "-m", "ead.cli", "train", *overrides, "grading.inline=true", "model.device=cpu",
+               # batch-global token selections gathered across the two processes (ead.training.update)
+               "algorithm.pg_tokens=high_entropy", "algorithm.policy_loss=clip_cov", "algorithm.clip_cov_ratio=0.05"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_metrics(run_dir / "metrics.jsonl")
@@ -30,5 +32,6 @@ def test_two_process_training_on_cpu(tiny_model_dir, tmp_path):
     assert records[1]["rollouts_consumed"] == 16 and records[2]["rollouts_consumed"] == 32
     assert records[2]["sampling/responses"] == 16
     assert records[2]["processes"] == 2
+    assert 0.2 <= records[2]["select/high_entropy_frac"] < 0.25  # ceil(0.2 N) of all N tokens of both processes
     # the trainer checks at every checkpoint that both replicas hold identical weights
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_000002"

@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         help="run a grid of training cells (schedules x algorithms x seeds) with one budget, resumable",
         description="Run every cell of a sweep recipe, JOBS at a time. Rerun the same command to resume: "
                     "finished cells (DONE marker) are skipped, unfinished ones continue from their checkpoint. "
-                    "Built-in recipes: sweep_default, sweep_fork, sweep_fork_rare. Overrides are dotted: jobs=1 out_dir=runs/x "
+                    "Built-in recipes: sweep_default, sweep_fork, sweep_fork_rare, sweep_exploration, sweep_exploration_fork. Overrides are dotted: jobs=1 out_dir=runs/x "
                     "base='[train.steps=10]'.",
     )
     sweep.add_argument("recipe", help="sweep YAML, or the name of a built-in one (sweep_default, sweep_fork)")

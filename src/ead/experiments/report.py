@@ -353,6 +353,8 @@ def plot_schedules(sweep: Sweep, out_png: Path) -> Path | None:
     for ax, step in zip(axes[0], steps):
         for label, (spec, max_tokens) in specs.items():
             positions = torch.arange(max_tokens)
+            if schedule_from_dict(spec).needs_logits:  # entropy-adaptive: no curve over positions alone
+                continue
             taus = schedule_from_dict(spec).temperatures(positions, step)
             ax.plot(positions.numpy(), taus.numpy(), color=colors.get(label), label=label, lw=1.3)
         if lengths:

@@ -6,6 +6,8 @@ Full-vocabulary tensors exist for one micro-batch at a time only.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 
@@ -31,6 +33,7 @@ def sequence_logprobs_and_entropy(
     temperatures: torch.Tensor | None = None,
     with_entropy: bool = False,
     position_chunk: int = 256,
+    entropy_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of every response token under ``model`` (optionally at per-token temperatures).
 
@@ -41,6 +44,8 @@ def sequence_logprobs_and_entropy(
             (the target policy pi).
         with_entropy: also return the entropy of the (tempered) distribution at each position.
         position_chunk: response positions upcast to float32 at a time (bounds peak memory).
+        entropy_fn: ``(..., V)`` float32 logits -> ``(...)``, in place of the full entropy (e.g. SIREN's
+            nucleus entropy); None = :func:`entropy_from_logits`.
 
     Returns:
         ``(logprobs (B, T), entropy (B, T) or None)``, float32, zero where ``response_mask`` is 0.
@@ -62,7 +67,7 @@ def sequence_logprobs_and_entropy(
         picked = z.gather(-1, response_ids[:, start : start + position_chunk].unsqueeze(-1)).squeeze(-1)
         token_logprobs.append(picked - log_normaliser)
         if with_entropy:
-            entropies.append(entropy_from_logits(z))
+            entropies.append((entropy_fn or entropy_from_logits)(z))
     mask = response_mask.bool()
     logprobs = torch.cat(token_logprobs, dim=1)  # (B, T)
     logprobs = torch.where(mask, logprobs, torch.zeros_like(logprobs))

@@ -47,6 +47,23 @@ LOSS_AGGREGATIONS: dict[str, AggregationFn] = {
 }
 
 
+# What each aggregation averages over, counted on a mask: a micro-batch's aggregated loss times
+# units(micro) / units(mini-batch) is its exact share of the mini-batch loss, so micro-batches sum to it.
+UnitCountFn = Callable[[torch.Tensor], torch.Tensor]
+AGGREGATION_UNITS: dict[str, UnitCountFn] = {
+    "token_mean": lambda mask: mask.sum(),
+    "seq_mean_token_mean": lambda mask: torch.tensor(float(mask.shape[0])),
+    "seq_mean_token_sum": lambda mask: torch.tensor(float(mask.shape[0])),
+}
+
+
+def aggregation_units(mask: torch.Tensor, aggregation: str) -> float:
+    """Tokens (token_mean) or responses (seq_mean_*) that ``aggregation`` averages over in ``mask``."""
+    if aggregation not in AGGREGATION_UNITS:
+        raise ValueError(f"unknown loss aggregation {aggregation!r}; choose one of {sorted(AGGREGATION_UNITS)}")
+    return float(AGGREGATION_UNITS[aggregation](mask.float()))
+
+
 def aggregate_loss(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str) -> torch.Tensor:
     """Reduce a ``(B, T)`` per-token loss with a registered aggregation."""
     if aggregation not in LOSS_AGGREGATIONS:

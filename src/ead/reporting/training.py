@@ -18,6 +18,8 @@ PANELS = [
     ("response/length_mean", "response length (tokens)"),
     ("is/truncated_frac", "importance weight truncated fraction"),
     ("is/kl_behaviour_to_pi", "KL(mu || pi_old) estimate"),
+    ("cov/mean", "token covariance Cov(A, log pi) (Clip-/KL-Cov)"),  # panels of absent metrics are skipped
+    ("siren/entropy_masked", "SIREN masked nucleus entropy"),
 ]
 
 

@@ -15,6 +15,7 @@ from ead.data import DatasetSpec
 from ead.engines import VLLMOptions
 from ead.modeling.loading import TASK_BUILDERS
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
+from ead.objectives.pipeline import PG_TOKEN_SELECTIONS, POLICY_LOSSES
 from ead.specs import ScheduleSpec
 from ead.tasks.countdown import DEMO_EAD_SCHEDULE, PRESETS, CountdownConfig, CountdownConfigError, preset_config
 
@@ -81,7 +82,8 @@ class TaskSection:
 @dataclass
 class SamplingSection:
     schedule: ScheduleSpec = field(default_factory=lambda: ScheduleSpec(DEMO_EAD_SCHEDULE))
-    """Behaviour-policy temperature schedule: {'name': 'ead'|'fixed'|'linear'|'cosine'|'reversed_ead', params...}."""
+    """Behaviour-policy temperature schedule: {'name': one of ead.schedules.SCHEDULES (ead, fixed, linear, cosine,
+    reversed_ead, two_stage, mean_matched, entropy_adaptive), params...}; see docs/schedules.md."""
     max_new_tokens: int = 24
     """Response length budget in tokens."""
     top_k: int | None = None
@@ -112,7 +114,8 @@ class AlgorithmSection:
     name: str = "grpo"
     """Label of the recipe ('grpo', 'dapo', ...); the knobs below are what actually runs."""
     advantage: str = "grpo"
-    """Advantage estimator: one of ead.objectives.ADVANTAGE_ESTIMATORS (grpo, dr_grpo, rloo)."""
+    """Advantage estimator: one of ead.objectives.ADVANTAGE_ESTIMATORS (grpo, dr_grpo, rloo, w_reinforce, psr,
+    nsr, pass_at_k; docs/exploration_methods.md)."""
     clip_low: float = 0.2
     """PPO ratio lower clip epsilon: ratios below 1 - clip_low are clipped."""
     clip_high: float = 0.2
@@ -142,6 +145,42 @@ class AlgorithmSection:
     """Cap on sampling rounds per step with dynamic sampling (the batch may stay partly empty)."""
     overlong_filter: bool = False
     """DAPO: exclude responses cut off by max_new_tokens from the loss."""
+    policy_loss: str = "ppo_clip"
+    """Per-token surrogate: one of ead.objectives.pipeline.POLICY_LOSSES: ppo_clip, clip_cov, kl_cov
+    (Cui et al. 2025, arXiv 2505.22617; docs/exploration_methods.md)."""
+    clip_cov_ratio: float = 2e-4
+    """Clip-Cov: share of the batch's tokens (among those with clip_cov_lb < Cov < clip_cov_ub) whose gradient is detached."""
+    clip_cov_lb: float = 1.0
+    """Clip-Cov: lower bound of the covariance window."""
+    clip_cov_ub: float = 5.0
+    """Clip-Cov: upper bound of the covariance window."""
+    kl_cov_ratio: float = 2e-3
+    """KL-Cov: share of the batch's tokens, the highest by covariance, that get the |log-ratio| penalty."""
+    kl_cov_coef: float = 1.0
+    """KL-Cov: weight of the |logp - old_logp| penalty."""
+    pg_tokens: str = "all"
+    """Tokens that carry the policy gradient: 'all' or 'high_entropy' (80/20, Wang et al. 2025, arXiv 2506.01939)."""
+    top_entropy_rho: float = 0.2
+    """80/20: share of the batch's tokens, the highest by entropy of pi, that carry the policy gradient."""
+    w_reinforce_lambda: float = 0.1
+    """W-REINFORCE (Zhu et al. 2025, arXiv 2506.01347): advantage of a correct response (a wrong one gets -1)."""
+    pass_k: int = 4
+    """pass_at_k advantages (Chen et al. 2025, arXiv 2508.10751): the k of the pass@k objective; <= samples_per_prompt."""
+    entropy_target: float | None = None
+    """Adaptive entropy coefficient (Skywork-OR1): target mean entropy of pi (nats/token); None = static
+    entropy_coef. Each step the coefficient moves by entropy_coef_delta toward raising (entropy below
+    target) or lowering (above) the entropy, never below 0; entropy_coef is its starting value."""
+    entropy_coef_delta: float = 0.005
+    """Adaptive entropy coefficient: step size per training step."""
+    siren: bool = False
+    """SIREN (arXiv 2509.25133): add siren_coef * (H_masked - H_anchor)^2, H_masked the top-p nucleus entropy over
+    each response's top siren_token_share tokens by that entropy, H_anchor its value at the first step."""
+    siren_coef: float = 0.005
+    """SIREN: weight c of the squared deviation from the anchor entropy."""
+    siren_top_p: float = 0.8
+    """SIREN: nucleus mass over which the entropy is taken."""
+    siren_token_share: float = 0.2
+    """SIREN: share of each response's tokens (highest nucleus entropy) that enter the regulariser."""
 
     def __post_init__(self) -> None:
         require(self.advantage in ADVANTAGE_ESTIMATORS, "algorithm.advantage",
@@ -153,6 +192,24 @@ class AlgorithmSection:
         require(self.importance_cap > 0, "algorithm.importance_cap", "must be > 0")
         require(self.kl_coef >= 0, "algorithm.kl_coef", "must be >= 0")
         require(self.max_sampling_rounds >= 1, "algorithm.max_sampling_rounds", "must be >= 1")
+        require(self.policy_loss in POLICY_LOSSES, "algorithm.policy_loss",
+                f"must be one of {sorted(POLICY_LOSSES)}, got {self.policy_loss!r}")
+        require(self.pg_tokens in PG_TOKEN_SELECTIONS, "algorithm.pg_tokens",
+                f"must be one of {sorted(PG_TOKEN_SELECTIONS)}, got {self.pg_tokens!r}")
+        for name in ("clip_cov_ratio", "kl_cov_ratio", "top_entropy_rho"):
+            require(0 < getattr(self, name) <= 1, f"algorithm.{name}", "must be in (0, 1]")
+        require(self.clip_cov_lb < self.clip_cov_ub, "algorithm.clip_cov_lb", "must be below algorithm.clip_cov_ub")
+        require(self.kl_cov_coef >= 0, "algorithm.kl_cov_coef", "must be >= 0")
+        require(self.pass_k >= 1, "algorithm.pass_k", "must be >= 1")
+        require(self.entropy_coef >= 0, "algorithm.entropy_coef", "must be >= 0")
+        require(not (self.siren and (self.entropy_coef > 0 or self.entropy_target is not None)), "algorithm.siren",
+                "replaces the entropy bonus: set algorithm.entropy_coef=0 and algorithm.entropy_target=null with it")
+        require(0 < self.siren_top_p <= 1 and 0 < self.siren_token_share <= 1, "algorithm.siren_top_p",
+                "siren_top_p and siren_token_share must be in (0, 1]")
+        require(self.siren_coef >= 0, "algorithm.siren_coef", "must be >= 0")
+        require(self.entropy_coef_delta > 0, "algorithm.entropy_coef_delta", "must be > 0")
+        require(self.entropy_target is None or self.entropy_target >= 0, "algorithm.entropy_target",
+                "must be >= 0 (nats per token) or null")
 
 
 @dataclass
@@ -260,6 +317,12 @@ class TrainConfig:
                 "train.mini_batch_size", f"must divide prompts_per_step * samples_per_prompt = {rollouts}")
         require(self.train.samples_per_prompt >= 2 or self.algorithm.advantage != "rloo",
                 "train.samples_per_prompt", "must be >= 2 for RLOO")
+        for section in ("sampling", "eval"):
+            require(self.sampling.engine == "hf" or not getattr(self, section).schedule.schedule.needs_logits,
+                    f"{section}.schedule", f"'entropy_adaptive' reads the logits while sampling, which only "
+                    f"sampling.engine='hf' supports (got {self.sampling.engine!r})")
+        require(self.algorithm.advantage != "pass_at_k" or self.algorithm.pass_k <= self.train.samples_per_prompt,
+                "algorithm.pass_k", f"must be <= train.samples_per_prompt = {self.train.samples_per_prompt}")
         require(self.sampling.engine == "hf" or self.algorithm.old_logprobs != "sampler", "algorithm.old_logprobs",
                 f"'sampler' needs sampling.engine='hf' ({self.sampling.engine} cannot record log pi at temperature 1 "
                 "while sampling); use 'recompute' or 'auto'")
@@ -276,6 +339,10 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
                 "loss_aggregation": "seq_mean_token_sum"},
     "rloo": {"name": "rloo", "advantage": "rloo", "clip_low": 0.2, "clip_high": 0.2,
              "loss_aggregation": "seq_mean_token_mean"},
+    # EntropyMech (Cui et al. 2025, arXiv 2505.22617): GRPO advantages, token-level loss, Clip-Cov by
+    # default; algorithm.policy_loss=kl_cov selects KL-Cov.
+    "entropymech": {"name": "entropymech", "advantage": "grpo", "clip_low": 0.2, "clip_high": 0.2,
+                    "loss_aggregation": "token_mean", "policy_loss": "clip_cov"},
 }
 
 

@@ -29,6 +29,7 @@ from ead.engines import build_engine
 from ead.grading.sandbox import GraderPool
 from ead.objectives import compute_advantages
 from ead.seeding import periodic_eval_seed, process_seed, seed_everything
+from ead.objectives.regularizers import adaptive_entropy_coef
 from ead.tasks.base import Task
 from ead.training.checkpoint import (
     capture_rng_state,
@@ -43,7 +44,13 @@ from ead.training.logger import MetricsLogger
 from ead.training.periodic_eval import evaluate_policy
 from ead.training.rollout import collect_rollouts
 from ead.training.setup import build_task, check_length_budget, load_policy, resolve_device
-from ead.training.update import UpdateSettings, importance_and_drift, old_policy_logprobs, ppo_update
+from ead.training.update import (
+    advantage_params,
+    importance_and_drift,
+    old_policy_logprobs,
+    ppo_update,
+    update_settings,
+)
 
 
 @dataclass
@@ -53,6 +60,8 @@ class LoopState:
     step: int = 0  # completed training steps (= the global step used by the schedule)
     data_position: int = 0  # next task.train_batch index
     rollouts_consumed: int = 0  # responses sampled so far, dynamic-sampling extras included
+    entropy_coef: float | None = None  # the adaptive entropy coefficient (algorithm.entropy_target), a plain float
+    siren_anchor: float | None = None  # SIREN's anchor entropy, measured at the first step (algorithm.siren)
 
 
 def entropy_by_position(entropy: torch.Tensor, mask: torch.Tensor, edges: list[int]) -> dict[str, float]:
@@ -108,7 +117,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     behaviour_schedule = config.sampling.schedule.schedule  # parsed once, at load
     eval_schedule = config.eval.schedule.schedule
     eval_problems = task.eval_problems()[: config.task.num_eval_problems]
-    settings = UpdateSettings.from_config(config)
+    settings = update_settings(config)
     if config.sampling.engine != "hf" and dist.world_size > 1:
         raise ConfigError(f"sampling.engine={config.sampling.engine!r} runs one colocated engine per machine; "
                           "data-parallel runs sample with 'hf' (or use the verl recipe, docs/integrations.md)")
@@ -174,7 +183,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             rollouts = batch.rollouts
             rollout_seconds = time.perf_counter() - step_start
             # ---------------------------------------------------- 2. advantages
-            advantages = compute_advantages(batch.rewards, config.algorithm.advantage).flatten()  # (B,)
+            advantages = compute_advantages(batch.rewards, config.algorithm.advantage,
+                                            advantage_params(config)).flatten()  # (B,)
             loss_mask = rollouts.response_mask.float()
             if config.algorithm.overlong_filter:  # truncated responses have no verdict worth learning from
                 loss_mask = loss_mask * rollouts.finished.float().unsqueeze(1)
@@ -183,12 +193,21 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 old_logprobs, old_entropy = rollouts.target_logprobs, rollouts.target_entropy
             else:
                 old_logprobs, old_entropy = old_policy_logprobs(policy, rollouts, config.train.micro_batch_size)
+            if state.entropy_coef is None:
+                state.entropy_coef = config.algorithm.entropy_coef
+            if config.algorithm.entropy_target is not None:  # Skywork-OR1: the batch's mean entropy steers it
+                batch_entropy = dist.reduce_metrics({"h": float(old_entropy[rollouts.response_mask.bool()].mean())})["h"]
+                state.entropy_coef = adaptive_entropy_coef(state.entropy_coef, batch_entropy,
+                                                           config.algorithm.entropy_target,
+                                                           config.algorithm.entropy_coef_delta)
             weights, drift_stats = importance_and_drift(old_logprobs, rollouts.behaviour_logprobs,
                                                         rollouts.response_mask, settings)
             # ---------------------------------------------------- 4. update
             update_start = time.perf_counter()
             update_stats = ppo_update(model, optimizer, lr_scheduler, rollouts, loss_mask, advantages, old_logprobs,
-                                      weights, ref_model, settings, dist)
+                                      weights, ref_model, settings.for_step(state.entropy_coef, state.siren_anchor), dist,
+                                      old_entropy=old_entropy)
+            state.siren_anchor = update_stats.get("siren/anchor", state.siren_anchor)
             engine.sync_weights(policy)  # the next rollout (and eval) samples from the updated policy
             state.step += 1
             # ---------------------------------------------------- 5. log
