@@ -1,0 +1,125 @@
+"""Sampling ignores the checkpoint's generation_config; what the caller asks for is part of mu.
+
+Every expected value here comes from an independent path: one full forward pass over prompt +
+response (no KV cache, no processor), float64 logits, and the penalty / temperature / truncation
+written out by hand below.
+"""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig
+
+from conftest import build_test_model, chi_square_pvalue
+from ead.sampling import sample
+from ead.schedules import EADSchedule, FixedSchedule
+
+SCHEDULE = EADSchedule(tau_max=1.4, tau_min=0.3, warmup_tokens=1, d0=1.0, alpha=1.0, d_max=50.0, unit=3.0)
+PROMPTS = ["3 7>5:", "12 4 9>1:", "8>8:", "1 1 1 1>4:"] * 3
+
+# A checkpoint whose generation_config.json sets everything that would change the logits.
+HOSTILE_GENERATION_CONFIG = dict(
+    do_sample=True, temperature=0.7, top_k=5, top_p=0.8, min_p=0.5, typical_p=0.5, epsilon_cutoff=0.01,
+    eta_cutoff=0.01, repetition_penalty=3.0, no_repeat_ngram_size=1, min_new_tokens=4, bad_words_ids=[[5], [6]],
+    suppress_tokens=[7, 8], begin_suppress_tokens=[9], forced_eos_token_id=1,
+)
+
+
+@pytest.fixture(scope="module")
+def hostile_model(tiny_tokenizer, tmp_path_factory, one_thread):
+    """A tiny model saved with the hostile generation_config.json and loaded back from disk."""
+    path = tmp_path_factory.mktemp("hostile")
+    model = build_test_model(len(tiny_tokenizer), seed=4, logit_scale=4.0)
+    model.generation_config = GenerationConfig(**HOSTILE_GENERATION_CONFIG, pad_token_id=0, eos_token_id=1)
+    model.save_pretrained(path)
+    loaded = AutoModelForCausalLM.from_pretrained(path).eval()
+    assert loaded.generation_config.repetition_penalty == 3.0 and loaded.generation_config.min_p == 0.5
+    return loaded
+
+
+def full_forward_logits(model, tokenizer, prompt: str, response: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prompt ids (P,), float64 logits predicting each response token (T, V)) from one forward pass."""
+    prompt_ids = torch.tensor(tokenizer(prompt, add_special_tokens=False).input_ids)
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([prompt_ids, response]).view(1, -1)).logits[0].double()
+    return prompt_ids, logits[len(prompt_ids) - 1 : -1]
+
+
+def penalised_by_hand(z: torch.Tensor, history: list[int], penalty: float) -> torch.Tensor:
+    z = z.clone()
+    for token in set(history):
+        z[token] = z[token] * penalty if z[token] < 0 else z[token] / penalty
+    return z
+
+
+def min_p_by_hand(z: torch.Tensor, min_p: float) -> torch.Tensor:
+    p = torch.softmax(z, -1)
+    return torch.where(p >= min_p * p.max(), z, torch.full_like(z, float("-inf")))
+
+
+def check_rows(rollouts, model, tokenizer, step, behaviour_logits):
+    """Recorded log mu / log pi_old / tau against the independent path, every real token of every row."""
+    checked = 0
+    for row, prompt in enumerate(PROMPTS):
+        length = int(rollouts.lengths[row])
+        response = rollouts.response_ids[row, :length]
+        prompt_ids, logits = full_forward_logits(model, tokenizer, prompt, response)
+        for t in range(length):
+            tau = SCHEDULE.temperature(t, step)
+            history = prompt_ids.tolist() + response[:t].tolist()
+            log_mu = torch.log_softmax(behaviour_logits(logits[t], history, tau), -1)[response[t]]
+            log_pi = torch.log_softmax(logits[t], -1)[response[t]]
+            assert float(rollouts.behaviour_logprobs[row, t]) == pytest.approx(float(log_mu), abs=2e-4)
+            assert float(rollouts.target_logprobs[row, t]) == pytest.approx(float(log_pi), abs=2e-4)
+            assert float(rollouts.temperatures[row, t]) == pytest.approx(tau, abs=1e-6)
+            checked += 1
+    assert checked > 30
+
+
+def test_checkpoint_generation_config_does_not_leak(hostile_model, tiny_tokenizer):
+    rollouts = sample(hostile_model, tiny_tokenizer, PROMPTS, SCHEDULE, step=1, max_new_tokens=10, seed=3,
+                      capture_target=True)
+    check_rows(rollouts, hostile_model, tiny_tokenizer, 1, lambda z, history, tau: z / tau)
+    assert hostile_model.generation_config.repetition_penalty == 3.0  # restored after the call
+
+
+def test_hostile_config_would_have_changed_the_draws(hostile_model, tiny_tokenizer):
+    """Power check: with the checkpoint's settings, transformers' own sampler never draws suppressed tokens."""
+    rollouts = sample(hostile_model, tiny_tokenizer, ["3 7>5:"] * 3000, FixedSchedule(1.0), max_new_tokens=1, seed=0)
+    with torch.no_grad():
+        ids = torch.tensor([tiny_tokenizer("3 7>5:", add_special_tokens=False).input_ids])
+        p = torch.softmax(hostile_model(input_ids=ids).logits[0, -1].double(), -1)
+    observed = torch.bincount(rollouts.response_ids[:, 0], minlength=p.shape[0])
+    assert chi_square_pvalue(observed, p * 3000) > 1e-3  # the plain softmax, not the hostile pipeline
+    assert int(observed[[5, 6, 7, 8, 9]].sum()) > 0 or float(p[[5, 6, 7, 8, 9]].sum()) * 3000 < 3
+
+
+def test_requested_repetition_penalty_and_min_p_are_part_of_mu(hostile_model, tiny_tokenizer):
+    penalty, min_p = 2.5, 0.2
+
+    def behaviour(z, history, tau):
+        return min_p_by_hand(penalised_by_hand(z, history, penalty) / tau, min_p)
+
+    rollouts = sample(hostile_model, tiny_tokenizer, PROMPTS, SCHEDULE, step=0, max_new_tokens=10, seed=4,
+                      capture_target=True, repetition_penalty=penalty, min_p=min_p)
+    check_rows(rollouts, hostile_model, tiny_tokenizer, 0, behaviour)
+
+
+def test_min_p_sampled_frequencies_match_recorded_distribution(hostile_model, tiny_tokenizer):
+    min_p, tau, n = 0.3, 1.0, 4000
+    rollouts = sample(hostile_model, tiny_tokenizer, ["3 7>5:"] * n, FixedSchedule(tau), max_new_tokens=1, seed=8,
+                      min_p=min_p)
+    ids = torch.tensor(tiny_tokenizer("3 7>5:", add_special_tokens=False).input_ids)
+    with torch.no_grad():
+        z = hostile_model(input_ids=ids.view(1, -1)).logits[0, -1].double()
+    expected = torch.softmax(min_p_by_hand(z / tau, min_p), -1)
+    assert 3 <= int((expected > 0).sum()) < expected.shape[0] - 5  # min-p really truncates here
+    observed = torch.bincount(rollouts.response_ids[:, 0], minlength=expected.shape[0])
+    assert int(observed[expected == 0].sum()) == 0
+    support = expected > 0
+    assert chi_square_pvalue(observed[support], expected[support] * n) > 1e-3
+    # recorded mu of each row is that distribution's log-prob of its token
+    recorded = rollouts.behaviour_logprobs[:, 0].double()
+    assert torch.allclose(recorded, expected.log()[rollouts.response_ids[:, 0]], atol=2e-4)
+    # power: without min-p the frequencies are rejected
+    untruncated = torch.softmax(z / tau, -1) * n
+    assert chi_square_pvalue(observed, untruncated) < 1e-6
