@@ -123,3 +123,34 @@ def test_min_p_sampled_frequencies_match_recorded_distribution(hostile_model, ti
     # power: without min-p the frequencies are rejected
     untruncated = torch.softmax(z / tau, -1) * n
     assert chi_square_pvalue(observed, untruncated) < 1e-6
+
+
+def test_padding_after_eos_is_zero_not_nan_under_top_k(tiny_tokenizer):
+    """Padding after EOS lies outside top-k: its log mu is -inf, and -inf * mask 0 used to be NaN."""
+    from ead.sampling import build_rollouts
+    from ead.training.update import UpdateSettings, importance_and_drift
+
+    eos, pad = tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id
+    response_ids = torch.tensor([[5, eos, pad, pad], [6, 7, 8, eos]])
+    behaviour = torch.tensor([[-0.5, -1.0, float("-inf"), float("-inf")], [-0.2, -0.3, -0.4, -0.1]])
+    target = torch.tensor([[-0.7, -1.2, -9.0, -9.0], [-0.1, -0.2, -0.3, -0.2]])
+    rollouts = build_rollouts(tiny_tokenizer, torch.ones(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.long),
+                              response_ids, behaviour, torch.full((2, 4), 0.8), target, torch.zeros(2, 4))
+    assert torch.isfinite(rollouts.behaviour_logprobs).all()
+    assert rollouts.behaviour_logprobs[0, 2:].tolist() == [0.0, 0.0]
+    settings = UpdateSettings(clip_low=0.2, clip_high=0.2, loss_aggregation="token_mean", importance_correction=True,
+                              importance_level="token", importance_mode="truncate", importance_cap=2.0, kl_coef=0.0,
+                              entropy_coef=0.0, ppo_epochs=1, updates_per_epoch=1, micro_batch_size=2, max_grad_norm=1.0)
+    _, stats = importance_and_drift(rollouts.target_logprobs, rollouts.behaviour_logprobs, rollouts.response_mask,
+                                    settings)
+    # k1 estimate of KL(mu || pi_old) by hand over the 6 real tokens
+    expected = ((-0.5 + 0.7) + (-1.0 + 1.2) + (-0.2 + 0.1) + (-0.3 + 0.2) + (-0.4 + 0.3) + (-0.1 + 0.2)) / 6
+    assert stats["is/kl_behaviour_to_pi"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_sampled_rollouts_with_top_k_are_finite_everywhere(hostile_model, tiny_tokenizer):
+    rollouts = sample(hostile_model, tiny_tokenizer, PROMPTS * 4, FixedSchedule(2.0), max_new_tokens=16, top_k=20,
+                      seed=1, capture_target=True)
+    assert (rollouts.lengths < rollouts.response_ids.shape[1]).any()  # some rows ended early: padding exists
+    for values in (rollouts.behaviour_logprobs, rollouts.target_logprobs, rollouts.target_entropy):
+        assert torch.isfinite(values).all()

@@ -18,7 +18,7 @@ from ead.objectives import (
     sequence_logprobs_and_entropy,
     truncated_importance_weights,
 )
-from ead.sampling import Rollouts
+from ead.sampling import Rollouts, eval_mode
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,15 @@ def _micro_batches(rows: torch.Tensor, size: int) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def old_policy_logprobs(model, rollouts: Rollouts, micro_batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi_old(y_t) and the entropy of pi_old at temperature 1, ``(B, T)`` each, float32."""
+    """log pi_old(y_t) and the entropy of pi_old at temperature 1, ``(B, T)`` each, float32, without dropout."""
     logprobs, entropies = [], []
-    for rows in _micro_batches(torch.arange(rollouts.response_ids.shape[0]), micro_batch_size):
-        part = rollouts.select(rows)
-        lp, ent = sequence_logprobs_and_entropy(model, part.prompt_ids, part.prompt_mask, part.response_ids,
-                                                part.response_mask, with_entropy=True)
-        logprobs.append(lp)
-        entropies.append(ent)
+    with eval_mode(model):
+        for rows in _micro_batches(torch.arange(rollouts.response_ids.shape[0]), micro_batch_size):
+            part = rollouts.select(rows)
+            lp, ent = sequence_logprobs_and_entropy(model, part.prompt_ids, part.prompt_mask, part.response_ids,
+                                                    part.response_mask, with_entropy=True)
+            logprobs.append(lp)
+            entropies.append(ent)
     return torch.cat(logprobs), torch.cat(entropies)
 
 
@@ -61,7 +62,8 @@ def _share(aggregation: str, micro_mask: torch.Tensor, mini_mask: torch.Tensor) 
     """Weight of a micro-batch's aggregated loss so that the micro-batches sum to the mini-batch loss."""
     if aggregation == "token_mean":
         return float(micro_mask.sum() / mini_mask.sum().clamp(min=1))
-    return micro_mask.shape[0] / mini_mask.shape[0]
+    # per-response aggregations average over responses with tokens (fully masked rows do not count)
+    return float((micro_mask.sum(dim=1) > 0).sum() / (mini_mask.sum(dim=1) > 0).sum().clamp(min=1))
 
 
 def ppo_update(
