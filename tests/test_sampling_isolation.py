@@ -154,3 +154,22 @@ def test_sampled_rollouts_with_top_k_are_finite_everywhere(hostile_model, tiny_t
     assert (rollouts.lengths < rollouts.response_ids.shape[1]).any()  # some rows ended early: padding exists
     for values in (rollouts.behaviour_logprobs, rollouts.target_logprobs, rollouts.target_entropy):
         assert torch.isfinite(values).all()
+
+
+def test_chat_template_end_of_turn_token_ends_a_response(tiny_tokenizer):
+    """A ChatML template's <|im_end|> stops a response even when the tokenizer's eos is another token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from ead.sampling import build_rollouts, eos_token_ids
+
+    vocab = {"<pad>": 0, "<|endoftext|>": 1, "<|im_end|>": 2, "a": 3, "b": 4}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<|endoftext|>")
+    assert eos_token_ids(tokenizer) == [1]  # no chat template: eos only
+    tokenizer.chat_template = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"
+    assert eos_token_ids(tokenizer) == [1, 2]
+    rollouts = build_rollouts(tokenizer, torch.ones(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.long),
+                              torch.tensor([[3, 2, 4, 4]]), torch.zeros(1, 4), torch.ones(1, 4))
+    assert rollouts.response_mask.tolist() == [[1, 1, 0, 0]] and bool(rollouts.finished[0])

@@ -298,9 +298,21 @@ def _sample_chunk(model, tokenizer, prompts, schedule, step, max_new_tokens, top
                           captured["target_entropy"] if capture_target else None)
 
 
+# End-of-turn markers of common chat templates (ChatML, Llama 3, Gemma, Phi-3). A chat-formatted
+# prompt's answer ends at the turn's end, which is often not the tokenizer's eos (Qwen2.5 base models:
+# eos <|endoftext|>, turn end <|im_end|>). Checkpoints list it in generation_config.json's eos_token_id,
+# which sampling deliberately ignores, so it is recovered from the chat template itself.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+
+
 def eos_token_ids(tokenizer) -> list[int]:
-    """The tokenizer's end-of-sequence id(s) as a list."""
-    return tokenizer.eos_token_id if isinstance(tokenizer.eos_token_id, list) else [tokenizer.eos_token_id]
+    """Where a response ends: the tokenizer's eos id(s), plus the chat template's end-of-turn token if any."""
+    ids = list(tokenizer.eos_token_id) if isinstance(tokenizer.eos_token_id, list) else [tokenizer.eos_token_id]
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, str):
+        vocab = tokenizer.get_vocab()
+        ids += [vocab[token] for token in END_OF_TURN_TOKENS if token in template and token in vocab]
+    return list(dict.fromkeys(ids))  # unique, eos first
 
 
 def build_rollouts(tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_ids: torch.Tensor,
