@@ -109,7 +109,7 @@ def _convert(gguf_path: Path, out: Path) -> None:
     except ImportError:
         raise FetchError("reading GGUF files needs the gguf package: pip install 'ead-rlvr[models]'") from None
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, filename = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
@@ -122,8 +122,7 @@ def _convert(gguf_path: Path, out: Path) -> None:
     if unexpected or [k for k in missing if "lm_head" not in k]:  # tied lm_head may be absent from the state
         raise FetchError(f"rebuilding the model lost weights: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
-    model.generation_config = GenerationConfig.from_model_config(config) if loaded.generation_config is None \
-        else loaded.generation_config
+    model.generation_config = loaded.generation_config  # what the checkpoint ships (ead's samplers ignore it)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
 
