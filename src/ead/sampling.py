@@ -13,7 +13,9 @@ repetition_penalty, min_p, no_repeat_ngram_size, bad words, min length, ...). A
 processor running before ours would leak into log pi_old, a warper after ours would
 make the recorded mu differ from what was sampled. :func:`isolated_generate` therefore
 generates with a config whose every field is explicit and neutral, with the model's
-own ``generation_config`` replaced by a blank one for the duration of the call. It keeps that ``(B, V)`` log-softmax for one step
+own ``generation_config`` replaced by a blank one for the duration of the call.
+
+The processor keeps each step's ``(B, V)`` log-softmax for one step
 only: at the next call it gathers the log-prob of the token just sampled (the
 last column of ``input_ids``). Memory is therefore O(B * T) for the captured
 behaviour log-probs plus one ``(B, V)`` slab, never ``(B, T, V)``.
