@@ -12,6 +12,7 @@ COMMANDS = [
     "ead.evaluation.command",
     "ead.schedule_command",
     "ead.experiments.command",
+    "ead.modeling.command",
 ]
 
 

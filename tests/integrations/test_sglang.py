@@ -90,5 +90,9 @@ def test_real_sglang_processor_class():
     json.dumps(body)  # the /generate body must be JSON
     assert body["sampling_params"]["temperature"] == 1.0 and body["return_logprob"] is True
     assert body["sampling_params"]["custom_params"]["ead_step"] == 3
+    # nothing left for a server's model-derived defaults (generation_config.json) to fill in
+    assert body["sampling_params"]["repetition_penalty"] == 1.0 and body["sampling_params"]["min_p"] == 0.0
+    assert body["sampling_params"]["top_k"] == -1 and body["sampling_params"]["min_new_tokens"] == 0
+    assert generate_request(FAST, 0, text="x", min_p=0.1)["sampling_params"]["min_p"] == 0.1  # asked for: kept
     with pytest.raises(ValueError, match="temperature"):
         generate_request(FAST, 0, text="x", temperature=0.7)

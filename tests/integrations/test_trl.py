@@ -225,3 +225,84 @@ def test_vllm_generation_kwargs_per_mode():
     assert colocate["extra_args"]["ead_step"] == 7 and colocate["extra_args"]["ead_schedule"]["name"] == "ead"
     server = vllm_generation_kwargs("server", SCHEDULE, 7)
     assert isinstance(server["vllm_xargs"]["ead_schedule"], str)
+
+
+# ---------------------------------------------------------------------- step definition and isolation
+
+HOSTILE = dict(do_sample=True, temperature=0.7, top_k=3, min_p=0.5, typical_p=0.5, repetition_penalty=3.0,
+               no_repeat_ngram_size=1, min_new_tokens=4, suppress_tokens=[5, 6])
+
+
+class StepRecordingTrainer(EADGRPOTrainer):
+    """Records, per generation, the optimiser step, EAD's step and an independent recomputation of mu."""
+
+    records: list
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        prompt_ids, completion_ids = out["prompt_ids"], out["completion_ids"]
+        with torch.no_grad():
+            logits = self.model(input_ids=torch.cat([prompt_ids, completion_ids], 1)).logits.double()
+        self.records.append({"global_step": self.state.global_step, "ead_step": self.ead_step(),
+                             "prompt_ids": prompt_ids, "out": out,
+                             "logits": logits[:, prompt_ids.shape[1] - 1 : -1]})
+        return out
+
+
+@pytest.fixture(scope="module")
+def accumulated(tmp_path_factory):
+    """4 optimiser steps with gradient accumulation 2 and 2 iterations per batch: 2 generation batches.
+
+    The checkpoint ships a generation_config.json that would change every logit; the user asks TRL
+    for repetition_penalty 1.5 and min_p 0.05, which must be part of the recorded mu.
+    """
+    from transformers import GenerationConfig
+
+    torch.manual_seed(1)
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_model(tokenizer, TinyModelConfig(num_layers=2, hidden_size=64, num_heads=2, intermediate_size=128))
+    model.generation_config = GenerationConfig(**HOSTILE, pad_token_id=tokenizer.pad_token_id,
+                                               eos_token_id=tokenizer.eos_token_id)
+    model_dir = tmp_path_factory.mktemp("hostile_policy")
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    args = GRPOConfig(
+        output_dir=str(tmp_path_factory.mktemp("trl_accumulated")), per_device_train_batch_size=4,
+        gradient_accumulation_steps=2, num_iterations=2, num_generations=4, max_completion_length=8, max_steps=4,
+        learning_rate=5e-3, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, bf16=False, seed=0,
+        beta=0.0, loss_type="dapo", temperature=1.0, dataloader_num_workers=0, repetition_penalty=1.5, min_p=0.05,
+    )
+    trainer = StepRecordingTrainer(
+        model=str(model_dir), reward_funcs=digit_reward, args=args,
+        train_dataset=Dataset.from_dict({"prompt": ["1+2=", "3+4=", "5+6=", "7+8="] * 4}),
+        processing_class=tokenizer, ead=EADOptions(schedule=SCHEDULE),
+    )
+    trainer.records = []
+    trainer.train()
+    return trainer
+
+
+def test_trl_schedule_step_counts_rollout_batches_not_optimiser_steps(accumulated):
+    assert [r["global_step"] for r in accumulated.records] == [0, 2]  # optimiser steps at each generation
+    assert [r["ead_step"] for r in accumulated.records] == [0, 1]  # training steps: what ead train passes
+
+
+def test_trl_mu_ignores_checkpoint_config_and_includes_requested_processing(accumulated):
+    checked = 0
+    for rec in accumulated.records:
+        out, logits = rec["out"], rec["logits"]
+        for row in range(logits.shape[0]):
+            history = rec["prompt_ids"][row].tolist()
+            for t in range(int(out["completion_mask"][row].sum())):
+                z = logits[row, t].clone()
+                for token in set(history):  # repetition penalty 1.5 by hand
+                    z[token] = z[token] * 1.5 if z[token] < 0 else z[token] / 1.5
+                z = z / SCHEDULE.temperature(t, rec["ead_step"])
+                p = torch.softmax(z, -1)
+                z = torch.where(p >= 0.05 * p.max(), z, torch.full_like(z, float("-inf")))  # min-p by hand
+                token = int(out["completion_ids"][row, t])
+                expected = torch.log_softmax(z, -1)[token]
+                assert float(out["sampling_per_token_logps"][row, t]) == pytest.approx(float(expected), abs=2e-4)
+                history.append(token)
+                checked += 1
+    assert checked > 40

@@ -511,6 +511,7 @@ def test_engine_kwargs_sets_logprobs_mode_and_registers_processor():
 
     kwargs = engine_kwargs(model="m", register=True, tensor_parallel_size=2)
     assert kwargs["logprobs_mode"] == "processed_logprobs"
+    assert kwargs["generation_config"] == "vllm"  # no request defaults from the checkpoint
     assert kwargs["logits_processors"] == [PROCESSOR_FQCN] and kwargs["tensor_parallel_size"] == 2
     assert "logits_processors" not in engine_kwargs(model="m", register=False)
     assert engine_kwargs(model="m", register=True, logits_processors=[PROCESSOR_FQCN])["logits_processors"] == [
@@ -547,7 +548,7 @@ def test_sampling_kwargs_and_rest_payload():
     assert isinstance(xargs["ead_schedule"], str) and json.loads(xargs["ead_schedule"])["name"] == "ead"
     assert parse_ead_args(xargs).schedule == PAPER and "extra_args" not in body
     assert serve_args(register=True)[-2:] == ["--logits-processors", "ead.integrations.vllm_v1:EADLogitsProcessor"]
-    assert serve_args(register=False) == ["--logprobs-mode", "processed_logprobs"]
+    assert serve_args(register=False) == ["--logprobs-mode", "processed_logprobs", "--generation-config", "vllm"]
 
 
 @pytest.mark.skipif(not HAS_VLLM, reason=SKIP_NO_VLLM)

@@ -87,8 +87,8 @@ def test_micro_batched_gradient_equals_full_batch_gradient(aggregation, pg_token
     if aggregation == "token_mean":
         full_loss = per_token.sum() / mask.sum()
     else:
-        # the current seq_mean_token_mean: every row of the batch counts, a fully masked one as 0
-        full_loss = (per_token.sum(1) / mask.sum(1).clamp(min=1)).sum() / mask.shape[0]
+        # seq_mean_token_mean over the responses that have loss tokens: the filtered row 3 does not count
+        full_loss = (per_token.sum(1) / mask.sum(1).clamp(min=1)).sum() / (mask.shape[0] - 1)
     model.zero_grad()
     full_loss.backward()
     expected = [p.grad.detach().clone() for p in model.parameters()]

@@ -97,6 +97,10 @@ def build_config(args: argparse.Namespace):
     flags = {"model": args.model, "dataset": args.dataset, "samples": args.samples, "k": args.k,
              "num_problems": args.num_problems, "output_dir": args.output_dir, "engine": args.engine}
     data.update({key: value for key, value in flags.items() if value is not None})
+    if str(data.get("model", "")).startswith("pretrained:"):  # a checkpoint fetched by `ead models fetch`
+        from ead.modeling.pretrained import resolve_pretrained
+
+        data["model"] = str(resolve_pretrained(data["model"]))
     if args.resume:
         data["resume"] = True
     if args.no_progress:

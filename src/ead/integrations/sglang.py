@@ -67,8 +67,17 @@ class EADCustomLogitProcessor(_base.CustomLogitProcessor):
         return temper(logits, tau)
 
 
+# Every SGLang sampling field that changes the distribution, pinned to "off": a server launched with
+# model-derived sampling defaults would otherwise fill unset fields from the checkpoint's
+# generation_config.json, and mu would no longer be what EAD describes. Callers may override any of them
+# (the returned log-probs then include it).
+NEUTRAL_SAMPLING = {"top_k": -1, "top_p": 1.0, "min_p": 0.0, "repetition_penalty": 1.0,
+                    "frequency_penalty": 0.0, "presence_penalty": 0.0, "min_new_tokens": 0}
+
+
 def sampling_params(schedule: Schedule, step: int | float = 0, **kwargs: Any) -> dict[str, Any]:
-    """SGLang ``sampling_params`` for an EAD request at training step ``step`` (temperature forced to 1)."""
+    """SGLang ``sampling_params`` for an EAD request at training step ``step`` (temperature forced to 1,
+    every other distribution-changing field neutral unless given, see :data:`NEUTRAL_SAMPLING`)."""
     temperature = kwargs.pop("temperature", 1.0)
     if temperature != 1.0:
         raise ValueError(
@@ -77,7 +86,7 @@ def sampling_params(schedule: Schedule, step: int | float = 0, **kwargs: Any) ->
         )
     custom = dict(kwargs.pop("custom_params", None) or {})
     custom.update(ead_extra_args(schedule, step))
-    return {"temperature": 1.0, "custom_params": custom, **kwargs}
+    return {**NEUTRAL_SAMPLING, "temperature": 1.0, "custom_params": custom, **kwargs}
 
 
 def generate_request(

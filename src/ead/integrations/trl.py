@@ -7,8 +7,9 @@ temperature, so two methods are overridden and nothing else:
     *transformers path*: ``generate`` runs at temperature 1 with
     :class:`ead.sampling.EADLogitsProcessor` as the last processor; it divides by
     ``tau_t`` (the :class:`~ead.schedules.Schedule`, at the current global step),
-    applies TRL's top-k/top-p itself and records ``log mu(y_t)`` of every sampled
-    token. *vLLM path*: the per-request ``extra_args`` (colocate) or ``vllm_xargs``
+    applies TRL's repetition_penalty / top-k / top-p / min-p itself and records
+    ``log mu(y_t)`` of every sampled token. Nothing comes from the checkpoint's
+    ``generation_config.json`` (:func:`ead.sampling.isolated_generate`). *vLLM path*: the per-request ``extra_args`` (colocate) or ``vllm_xargs``
     (server) switch on :class:`ead.integrations.vllm_v1.EADLogitsProcessor`, and
     vLLM's ``processed_logprobs`` (which TRL already requests) are ``log mu(y_t)``.
     Either way TRL stores them as ``sampling_per_token_logps``.
@@ -28,10 +29,15 @@ Logged per step: ``ead/is_ratio_mean``, ``ead/is_weight_mean``,
 ``ead/is_truncated_frac`` (how often ``w`` hit the cap, or was masked) and
 ``ead/tau_mean`` (mean sampling temperature over generated tokens).
 
+The global step handed to the schedule is EAD's one definition (docs/schedules.md): the
+number of *training steps* completed, one per batch of rollouts, however many optimiser
+steps TRL takes on that batch (``steps_per_generation`` x ``num_iterations`` micro-steps,
+``gradient_accumulation_steps`` per optimiser step). See :meth:`EADGRPOTrainer.ead_step`.
+
 Constraints, checked at construction: ``args.temperature == 1`` (TRL's single
-temperature also scales the training log-probs, and pi must be at tau = 1), no
-``min_p`` on the transformers path, single-turn text prompts (no tools,
-environments, ``rollout_func`` or images), no paged generation.
+temperature also scales the training log-probs, and pi must be at tau = 1),
+single-turn text prompts (no tools, environments, ``rollout_func`` or images), no
+paged generation.
 """
 
 from __future__ import annotations
@@ -99,8 +105,6 @@ def _check_args(args: Any, rollout_func: Any, tools: Any, environment_factory: A
         )
     if getattr(args, "use_transformers_continuous_batching", False):
         problems.append("use_transformers_continuous_batching: paged generation has no per-position temperature hook")
-    if args.min_p is not None and not args.use_vllm:
-        problems.append("min_p on the transformers path would run after EAD and change mu unrecorded")
     if rollout_func is not None or tools or environment_factory is not None:
         problems.append("rollout_func / tools / environment_factory: EAD here covers single-turn generation only")
     if problems:
@@ -137,8 +141,22 @@ class EADGRPOTrainer(_trl.GRPOTrainer):
             return self.ead.eval_schedule
         return self.ead.schedule
 
+    def ead_step(self) -> int:
+        """EAD's global step: training steps (generation batches) completed so far.
+
+        TRL generates once every ``steps_per_generation * num_iterations`` calls of
+        ``training_step`` (micro-steps) and takes an optimiser step every
+        ``gradient_accumulation_steps`` of them, so ``state.global_step`` (optimiser steps)
+        grows faster than the number of rollout batches. Micro-steps done are rebuilt from
+        ``state.global_step`` (restored on resume) plus the current accumulation, not from
+        TRL's own counter, which restarts at 0 on resume.
+        """
+        accumulation = self.current_gradient_accumulation_steps
+        micro_steps = self.state.global_step * accumulation + self._step % accumulation
+        return micro_steps // (self.args.steps_per_generation * self.num_iterations)
+
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        schedule, step = self._current_schedule(), self.state.global_step
+        schedule, step = self._current_schedule(), self.ead_step()
         if self.use_vllm:
             self.vllm_generation.generation_kwargs.update(vllm_generation_kwargs(self.vllm_mode, schedule, step))
             return super()._generate_single_turn(
@@ -149,9 +167,9 @@ class EADGRPOTrainer(_trl.GRPOTrainer):
         return self._generate_transformers_ead(prompt_ids, schedule, step)
 
     def _generate_transformers_ead(self, prompt_ids: list[list[int]], schedule: Schedule, step: int):
-        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers import LogitsProcessorList
 
-        from ead.sampling import EADLogitsProcessor
+        from ead.sampling import EADLogitsProcessor, isolated_generate, neutral_generation_config
 
         device = self.accelerator.device
         pad_id = self._tokenizer.pad_token_id
@@ -162,20 +180,14 @@ class EADGRPOTrainer(_trl.GRPOTrainer):
         mask = _grpo.pad(ones, padding_value=0, padding_side="left", pad_to_multiple_of=multiple)
         padded, mask = padded.to(device), mask.to(device)  # (B, P) left-padded prompts
         processor = EADLogitsProcessor(
-            schedule, step, padded.shape[1], top_k=self.top_k or None, top_p=self.top_p if self.top_p < 1.0 else None
+            schedule, step, padded.shape[1], top_k=self.top_k or None, top_p=self.top_p if self.top_p < 1.0 else None,
+            min_p=self.min_p, repetition_penalty=self.repetition_penalty, prompt_mask=mask,
         )
-        # Temperature 1 and no warpers of generate's own: ours is the last processor, so the
-        # log-probs it records are those of the distribution each token is drawn from.
-        config = GenerationConfig(
-            max_new_tokens=self.max_completion_length,
-            do_sample=True,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
-            repetition_penalty=self.repetition_penalty,
-            pad_token_id=pad_id,
+        # Temperature 1, no processor or warper of generate's own and none from the checkpoint:
+        # ours is the only processor, so the log-probs it records are those each token is drawn from.
+        config = neutral_generation_config(
+            self.max_completion_length, pad_id, list(self.eos_token_ids),
             bos_token_id=self._tokenizer.bos_token_id,
-            eos_token_id=self.eos_token_ids,
             cache_implementation=self.args.cache_implementation,
             disable_compile=True,
         )
@@ -191,10 +203,11 @@ class EADGRPOTrainer(_trl.GRPOTrainer):
             torch.no_grad(),
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
-            sequences = unwrapped_model.generate(
+            sequences = isolated_generate(
+                unwrapped_model,
+                config,
                 input_ids=padded,
                 attention_mask=mask,
-                generation_config=config,
                 logits_processor=LogitsProcessorList([processor]),
             )
         processor.finish(sequences)  # records the last sampled token's log-prob
@@ -214,7 +227,7 @@ class EADGRPOTrainer(_trl.GRPOTrainer):
         mask = output["completion_mask"]
         if "tool_mask" in output:
             mask = mask * output["tool_mask"]
-        step = self.state.global_step
+        step = self.ead_step()
         t = torch.arange(mask.shape[1], device=mask.device)  # (T,)
         tau = self._current_schedule().temperatures(t, step).to(mask.device)  # (T,)
         tau_mean = (tau * mask).sum() / mask.sum().clamp(min=1)
@@ -243,12 +256,15 @@ class EADGRPOTrainer(_trl.GRPOTrainer):
 
     @torch.no_grad()
     def _old_logprobs(self, output: dict[str, Any]) -> torch.Tensor:
-        """``log pi_old(y_t)`` at temperature 1 (``args.temperature`` is checked to be 1)."""
+        """``log pi_old(y_t)`` at temperature 1 (``args.temperature`` is checked to be 1), without dropout."""
+        from ead.sampling import eval_mode
+
         input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)  # (B, P+T)
         attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
         mode = "train" if self.model.training else "eval"
         batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
-        with _grpo.disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+        with eval_mode(self.model), _grpo.disable_gradient_checkpointing(self.model,
+                                                                        self.args.gradient_checkpointing_kwargs):
             logps, _, _ = self._get_per_token_logps_and_entropies(
                 self.model, input_ids, attention_mask, output["completion_ids"].size(1), batch_size=batch_size
             )

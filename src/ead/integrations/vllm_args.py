@@ -91,6 +91,9 @@ def engine_kwargs(register: bool | None = None, **kwargs: Any) -> dict[str, Any]
     _check_engine(kwargs)
     out = dict(kwargs)
     out["logprobs_mode"] = LOGPROBS_MODE
+    # The checkpoint's generation_config.json must not fill request fields (repetition_penalty,
+    # min_p, top_k, ...) that the caller left unset: mu is exactly what the caller asked for.
+    out.setdefault("generation_config", "vllm")
     if register is None:
         register = not entry_point_installed()
     processors = list(out.get("logits_processors") or [])
@@ -103,7 +106,7 @@ def engine_kwargs(register: bool | None = None, **kwargs: Any) -> dict[str, Any]
 
 def serve_args(register: bool | None = None) -> list[str]:
     """Extra ``vllm serve`` flags for EAD (append to your command line)."""
-    args = ["--logprobs-mode", LOGPROBS_MODE]
+    args = ["--logprobs-mode", LOGPROBS_MODE, "--generation-config", "vllm"]  # no defaults from the checkpoint
     if register if register is not None else not entry_point_installed():
         args += ["--logits-processors", PROCESSOR_FQCN]
     return args

@@ -54,6 +54,10 @@ def sequence_logprobs_and_entropy(
     attention_mask = torch.cat([prompt_mask, response_mask], dim=1).long()
     position_ids = position_ids_from_mask(attention_mask)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    if temperatures is not None:
+        # Padding carries tau = 0; 1 there instead keeps z / tau finite, so no inf/NaN reaches the
+        # backward pass through the masked-out positions (torch.where masks values, not gradients).
+        temperatures = torch.where(response_mask.bool(), temperatures.float(), torch.ones_like(temperatures.float()))
     width = prompt_ids.shape[1]
     # logits at position i predict token i + 1: response token j is predicted at P - 1 + j.
     logits = logits[:, width - 1 : -1, :]  # (B, T, V), model dtype

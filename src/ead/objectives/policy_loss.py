@@ -29,15 +29,25 @@ def token_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def _mean_over_responses(per_seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``per_seq (B,)`` over responses with at least one token in ``mask``.
+
+    A fully masked row (an overlong response under DAPO's filter) is not a response of the
+    batch: counting it in the denominator would shrink every other response's weight.
+    """
+    has_tokens = (mask.sum(dim=1) > 0).to(per_seq.dtype)  # (B,)
+    return (per_seq * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
+
+
 def seq_mean_token_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Average over tokens inside each response, then over responses (original GRPO)."""
     per_seq = (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-    return per_seq.mean()
+    return _mean_over_responses(per_seq, mask)
 
 
 def seq_mean_token_sum(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum over tokens inside each response, then average over responses (Dr. GRPO without its constant)."""
-    return (per_token * mask).sum(dim=1).mean()
+    return _mean_over_responses((per_token * mask).sum(dim=1), mask)
 
 
 LOSS_AGGREGATIONS: dict[str, AggregationFn] = {
@@ -52,8 +62,9 @@ LOSS_AGGREGATIONS: dict[str, AggregationFn] = {
 UnitCountFn = Callable[[torch.Tensor], torch.Tensor]
 AGGREGATION_UNITS: dict[str, UnitCountFn] = {
     "token_mean": lambda mask: mask.sum(),
-    "seq_mean_token_mean": lambda mask: torch.tensor(float(mask.shape[0])),
-    "seq_mean_token_sum": lambda mask: torch.tensor(float(mask.shape[0])),
+    # per-response aggregations average over responses that have tokens (fully masked rows do not count)
+    "seq_mean_token_mean": lambda mask: (mask.sum(dim=1) > 0).sum(),
+    "seq_mean_token_sum": lambda mask: (mask.sum(dim=1) > 0).sum(),
 }
 
 

@@ -14,7 +14,10 @@ def register(subparsers) -> None:
         description="Train a policy with GRPO/DAPO and EAD sampling. Overrides are dotted: "
                     "train.steps=100 sampling.schedule.tau_max=1.4 output.dir=runs/x",
     )
-    parser.add_argument("--config", help="YAML recipe (see recipes/)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", help="YAML file of TrainConfig sections")
+    source.add_argument("--recipe", help="a recipe shipped with ead: qwen2.5-math-1.5b-paper (the paper's setting, "
+                                         "GPU) or smollm2-135m-cpu (SmolLM2-135M-Instruct on CPU); see docs/real_models.md")
     parser.add_argument("--algorithm", choices=sorted(ALGORITHM_PRESETS), help="algorithm preset applied before the recipe")
     parser.add_argument("--resume", action="store_true", help="continue from output.dir's latest checkpoint")
     parser.add_argument("overrides", nargs="*", help="key.path=value overrides")
@@ -22,10 +25,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ead.training.config import load_train_config
+    from ead.training.config import load_train_config, recipe_path
     from ead.training.trainer import train
 
-    config = load_train_config(args.config, args.overrides, algorithm=args.algorithm)
+    path = recipe_path(args.recipe) if args.recipe else args.config
+    config = load_train_config(path, args.overrides, algorithm=args.algorithm)
     run_dir = train(config, resume=args.resume)
     _print_summary(run_dir)
     return 0

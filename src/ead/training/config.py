@@ -6,6 +6,7 @@ overrides). The resolved config is written next to the run as ``config.yaml``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -348,13 +349,126 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None,
                       algorithm: str | None = None) -> TrainConfig:
-    """Defaults <- algorithm preset <- YAML file <- dotted overrides, validated into :class:`TrainConfig`."""
+    """Defaults <- algorithm preset <- YAML file <- dotted overrides, validated into :class:`TrainConfig`.
+
+    With a real model on a dataset the toy demo's defaults are refused unless set
+    (:func:`check_real_model_settings`); schedule shapes that waste the length budget warn.
+    """
     base: dict[str, Any] = {}
     if algorithm is not None:
         if algorithm not in ALGORITHM_PRESETS:
             raise ConfigError(f"--algorithm {algorithm!r} is not one of {sorted(ALGORITHM_PRESETS)}")
         base["algorithm"] = dict(ALGORITHM_PRESETS[algorithm])
-    return load_config(TrainConfig, path, overrides, base=base)
+    config = load_config(TrainConfig, path, overrides, base=base)
+    check_real_model_settings(config, _explicit_keys(path, overrides or []))
+    if config.model.path is not None and config.model.path.startswith(PRETRAINED_PREFIX):
+        from ead.modeling.pretrained import resolve_pretrained
+
+        config.model.path = str(resolve_pretrained(config.model.path))
+    for message in schedule_warnings(config.sampling.schedule, config.sampling.max_new_tokens) + \
+            precision_warnings(config.model.dtype, config.train.lr):
+        warnings.warn(message, stacklevel=2)
+    return config
+
+
+# ---------------------------------------------------------------------- real models
+
+PRETRAINED_PREFIX = "pretrained:"
+"""``model.path: pretrained:smollm2`` names a checkpoint fetched with ``ead models fetch smollm2``."""
+
+TOY_DEFAULTS = ("sampling.schedule", "sampling.max_new_tokens", "train.lr")
+"""Defaults tuned for the built-in character model on Countdown (12-token answers, 1M parameters):
+a real model on a dataset must set each of them (or start from a recipe, ``ead train --recipe``)."""
+
+
+def _explicit_keys(path: str | Path | None, overrides: list[str]) -> set[str]:
+    """Dotted names (and every prefix) the YAML file and the overrides set, e.g. ``sampling.schedule.unit``."""
+    import yaml
+
+    from ead.config import apply_overrides
+
+    data = yaml.safe_load(Path(path).read_text()) if path is not None else {}  # already validated by load_config
+    data = apply_overrides(data if isinstance(data, dict) else {}, overrides)
+    keys: set[str] = set()
+
+    def walk(node: Any, prefix: str) -> None:
+        if prefix:
+            keys.add(prefix)
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+
+    walk(data, "")
+    return keys
+
+
+def check_real_model_settings(config: TrainConfig, explicit: set[str]) -> None:
+    """Refuse a real model on a dataset that would silently inherit the toy demo's settings.
+
+    The demo schedule (unit 0.4: tau at its floor by token ~8), 24 new tokens and lr 2e-4 are right for
+    the built-in 1M-parameter character model and wrong for any pretrained checkpoint.
+    """
+    if config.task.name != "dataset" or config.model.path is None:
+        return
+    missing = [name for name in TOY_DEFAULTS if name not in explicit]
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} not set: with task.name=dataset and model.path={config.model.path} the built-in "
+            "demo's defaults (schedule unit 0.4, max_new_tokens 24, lr 2e-4; tuned for a 1M-parameter character "
+            "model) would apply. Set them, e.g. sampling.schedule={name: ead} (the paper's k=20 units) "
+            "sampling.max_new_tokens=1024 train.lr=1e-6, or start from a recipe: ead train --recipe "
+            f"{' / '.join(sorted(train_recipes()))}")
+
+
+def schedule_warnings(schedule_spec: ScheduleSpec | dict[str, Any], max_new_tokens: int, step: int = 0) -> list[str]:
+    """Why a schedule may not do what its name says over ``max_new_tokens`` tokens (empty if fine)."""
+    import torch
+
+    schedule = ScheduleSpec(schedule_spec).schedule
+    if schedule.needs_logits:  # entropy-adaptive: tau depends on the logits, not on the position alone
+        return []
+    taus = schedule.temperatures(torch.arange(max_new_tokens), step)  # (T,)
+    name = schedule_spec.get("name")
+    if name == "fixed":
+        return []
+    if float(taus.max() - taus.min()) < 1e-6:
+        return [f"sampling.schedule ({name}) is flat at tau={float(taus[0]):.3g} over all {max_new_tokens} tokens "
+                "at step 0: it behaves as a fixed temperature (check its unit k and warmup_tokens against the length)"]
+    floor = getattr(schedule, "tau_min", None)
+    at_floor = (taus <= floor + 1e-6).nonzero() if floor is not None else []
+    if len(at_floor) == 0 or float(taus[0]) <= floor + 1e-6:  # never cools to the floor, or starts cold by design
+        return []
+    first_floor = int(at_floor[0])
+    if first_floor < 0.05 * max_new_tokens:
+        return [f"sampling.schedule ({name}) reaches its minimum tau={float(taus.min()):.3g} at token {first_floor}, "
+                f"in the first {100 * first_floor / max_new_tokens:.1f}% of max_new_tokens={max_new_tokens}: the rest "
+                "is sampled near-greedily (the demo's unit 0.4 is for 12-token answers; the paper uses unit 20)"]
+    return []
+
+
+def precision_warnings(dtype: str, lr: float) -> list[str]:
+    """Pure half-precision weights lose AdamW updates smaller than their rounding step."""
+    if dtype == "float32" or lr >= 1e-4:
+        return []
+    return [f"model.dtype={dtype} with train.lr={lr:g}: the trainer updates the {dtype} weights directly (no float32 "
+            "master copy), and an AdamW step of about lr is below the rounding step of a typical weight "
+            "(~1e-4 at |w| = 0.02 in bfloat16), so most updates round away. Use model.dtype=float32 for training."]
+
+
+def train_recipes() -> dict[str, Path]:
+    """Training recipes shipped with the package: name -> YAML path (``ead train --recipe NAME``)."""
+    from importlib.resources import files
+
+    folder = Path(str(files("ead") / "recipes" / "train"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def recipe_path(name: str) -> Path:
+    """The YAML file of recipe ``name``; a clear error listing the recipes otherwise."""
+    recipes = train_recipes()
+    if name not in recipes:
+        raise ConfigError(f"--recipe {name!r} is not a shipped recipe; choose one of {sorted(recipes)}")
+    return recipes[name]
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:

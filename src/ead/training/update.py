@@ -19,7 +19,7 @@ from ead.objectives.pipeline import LossSettings, MiniBatchTotals, TokenInputs, 
 from ead.objectives.policy_loss import aggregation_units
 from ead.objectives.selectors import SELECTORS, FlatTokens, SelectionParams, covariance_stats
 from ead.objectives.siren import nucleus_entropy, top_share_per_row
-from ead.sampling import Rollouts
+from ead.sampling import Rollouts, eval_mode
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,15 @@ def _micro_batches(rows: torch.Tensor, size: int) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def old_policy_logprobs(model, rollouts: Rollouts, micro_batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi_old(y_t) and the entropy of pi_old at temperature 1, ``(B, T)`` each, float32."""
+    """log pi_old(y_t) and the entropy of pi_old at temperature 1, ``(B, T)`` each, float32, without dropout."""
     logprobs, entropies = [], []
-    for rows in _micro_batches(torch.arange(rollouts.response_ids.shape[0]), micro_batch_size):
-        part = rollouts.select(rows)
-        lp, ent = sequence_logprobs_and_entropy(model, part.prompt_ids, part.prompt_mask, part.response_ids,
-                                                part.response_mask, with_entropy=True)
-        logprobs.append(lp)
-        entropies.append(ent)
+    with eval_mode(model):
+        for rows in _micro_batches(torch.arange(rollouts.response_ids.shape[0]), micro_batch_size):
+            part = rollouts.select(rows)
+            lp, ent = sequence_logprobs_and_entropy(model, part.prompt_ids, part.prompt_mask, part.response_ids,
+                                                    part.response_mask, with_entropy=True)
+            logprobs.append(lp)
+            entropies.append(ent)
     return torch.cat(logprobs), torch.cat(entropies)
 
 

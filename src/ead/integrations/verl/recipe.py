@@ -79,9 +79,10 @@ def schedule_from_recipe(cfg: Mapping[str, Any]) -> Schedule:
 def ead_step(global_steps: int | None, validate: bool, validate_with_ead: bool) -> int:
     """EAD's step ``s`` for a batch; ``-1`` switches EAD off for it.
 
-    verl counts ``global_steps`` from 1 at the first rollout; EAD's ``s`` is the
-    number of optimiser updates done, so ``s = global_steps - 1`` (0 at the first
-    rollout, and it resumes correctly because verl checkpoints ``global_steps``).
+    verl counts ``global_steps`` from 1 at the first rollout batch and adds one per batch; EAD's
+    ``s`` is the number of training steps (rollout batches) completed, whatever the optimiser
+    updates per batch (docs/schedules.md), so ``s = global_steps - 1`` (0 at the first rollout, and
+    it resumes correctly because verl checkpoints ``global_steps``).
     """
     if validate and not validate_with_ead:
         return -1
