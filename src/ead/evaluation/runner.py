@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from ead.config import ConfigError, require
 from ead.engines import RolloutEngine, VLLMOptions, build_engine
+from ead.io import JsonlAppender, repair_jsonl, write_atomic
 from ead.schedules import ScheduleError, schedule_from_dict
 from ead.tasks.base import Grader, Problem
 
@@ -184,21 +185,11 @@ def resolve_model_path(model: str) -> tuple[str, int | None]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Complete records of a JSONL file; a torn last line (killed mid-write) is cut off the file."""
-    if not path.exists():
-        return []
-    records, good_bytes = [], 0
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-            good_bytes += len(line)
-    if good_bytes != path.stat().st_size:
-        with open(path, "r+b") as f:
-            f.truncate(good_bytes)
-    return records
+    """Complete records of a JSONL file; a torn last line (killed mid-write) is cut off the file.
+
+    A bad line before the last is an error naming ``file:line`` (see :mod:`ead.io`).
+    """
+    return repair_jsonl(path)
 
 
 # ----------------------------------------------------------------------------- setup
@@ -298,7 +289,7 @@ def _save_config(out: Path, config: EvalConfig, resolved: dict[str, Any]) -> Non
         if changed:
             raise ConfigError(f"cannot resume in {out}: resolved {changed} differ from the saved config.json")
     (out / "records").mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"requested": asdict(config), "resolved": resolved}, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps({"requested": asdict(config), "resolved": resolved}, indent=2, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------------------- per-problem record
@@ -372,12 +363,11 @@ def _sample_and_grade(engine: RolloutEngine, pool: Any, blocks: list[list[Proble
                                              [rollouts.texts[i] for i in flat])
             for key in grade_stats:
                 grade_stats[key] += int(stats[key])
-            with open(files[label], "a", encoding="utf-8") as f:
+            with JsonlAppender(files[label]) as f:
                 for j, (problem, idx) in enumerate(rows):
                     group = grades[j * config.samples : (j + 1) * config.samples]
                     record = _record(problem, label, seed, rollouts.select(idx), group, config.k)
-                    f.write(json.dumps(record) + "\n")
-                    f.flush()
+                    f.write(record)
                     done[label].add(problem.uid)
                     if progress is not None:
                         progress.update(1)
@@ -437,7 +427,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     records = {label: sorted((r for r in read_records(files[label]) if r["uid"] in order), key=lambda r: order[r["uid"]])
                for label in labels}
     summary = summarize(records, config, {**asdict(config), **resolved})
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     write_plots(summary, out)
     print_tables(summary, grade_stats)
     return summary

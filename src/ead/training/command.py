@@ -17,6 +17,9 @@ def register(subparsers) -> None:
     parser.add_argument("--config", help="YAML recipe (see recipes/)")
     parser.add_argument("--algorithm", choices=sorted(ALGORITHM_PRESETS), help="algorithm preset applied before the recipe")
     parser.add_argument("--resume", action="store_true", help="continue from output.dir's latest checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run already in output.dir (metrics, checkpoints, plots, config.yaml) "
+                             "and start over; without it an existing run is refused")
     parser.add_argument("overrides", nargs="*", help="key.path=value overrides")
     parser.set_defaults(func=run)
 
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ead.training.trainer import train
 
     config = load_train_config(args.config, args.overrides, algorithm=args.algorithm)
-    run_dir = train(config, resume=args.resume)
+    run_dir = train(config, resume=args.resume, overwrite=args.overwrite)
     _print_summary(run_dir)
     return 0
 
