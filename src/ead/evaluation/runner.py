@@ -222,7 +222,10 @@ def _load_problems_and_grader(config: EvalConfig, tokenizer: Any) -> tuple[list[
             raise ConfigError(f"dataset: {exc}") from None
         grader, budget, builtin = build_grader("math"), 1024, None
     if config.grader is not None:
-        grader = build_grader(config.grader, **config.grader_options)
+        try:
+            grader = build_grader(config.grader, **config.grader_options)
+        except ValueError as exc:  # GraderNotFoundError, or options a function grader does not take
+            raise ConfigError(f"grader: {exc}") from None
     return problems[: config.num_problems], grader, budget, builtin
 
 
