@@ -81,6 +81,11 @@ def test_config_differences_lists_dotted_keys_and_ignores_the_allow_list():
     now = {"train": {"steps": 9, "lr": 2e-3, "seed": 0}, "output": {"dir": "b"}, "sampling": {"schedule": {"tau": 1}},
            "eval": {"every": 5}}
     assert config_differences(saved, now) == ["train.lr: 0.001 -> 0.002"]
+    # a key added to ead after the run was saved counts as its default value
+    defaults = {"grading": {"timeout_s": 10.0}}
+    assert config_differences(saved, {**now, "grading": {"timeout_s": 10.0}}, defaults) == ["train.lr: 0.001 -> 0.002"]
+    assert config_differences(saved, {**now, "grading": {"timeout_s": 3.0}}, defaults) == [
+        "grading.timeout_s: 10.0 -> 3.0", "train.lr: 0.001 -> 0.002"]
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ead.config import ConfigError, config_from_dict, load_config, require
 from ead.engines import VLLMOptions
+from ead.grading.sandbox import ResourceLimits
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.schedules import ScheduleError, schedule_from_dict
 
@@ -256,7 +257,10 @@ class GradingSection:
     workers: int = 1
     """Grader worker processes."""
     inline: bool = False
-    """Grade in the training process (faster to debug; exceptions contained, no timeout)."""
+    """Grade in the training process (faster to debug; exceptions contained, no timeout, no limits)."""
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    """Kernel limits on each grader worker: memory_mb (address space), cpu_s (per call), file_size_mb,
+    processes; see ead.grading.sandbox.ResourceLimits. E.g. grading.limits.memory_mb=8192."""
 
     def __post_init__(self) -> None:
         require(self.timeout_s > 0, "grading.timeout_s", "must be > 0")

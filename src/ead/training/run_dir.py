@@ -52,10 +52,15 @@ def may_change_on_resume(key: str) -> bool:
     return any(key == allowed or (allowed.endswith(".") and key.startswith(allowed)) for allowed in RESUME_MAY_CHANGE)
 
 
-def config_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """``"dotted.key: saved -> now"`` for every result-changing key that differs."""
+def config_differences(saved: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
+    """``"dotted.key: saved -> now"`` for every result-changing key that differs.
+
+    A key the saved config lacks (written before the key existed) counts as its value in ``defaults``.
+    """
     old, new = flatten(saved), flatten(now)
     missing = "(absent)"
+    for key, value in flatten(defaults or {}).items():
+        old.setdefault(key, value)
     return [f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
             for key in sorted(set(old) | set(new))
             if not may_change_on_resume(key) and old.get(key, missing) != new.get(key, missing)]
@@ -101,7 +106,10 @@ def check_resume_config(run_dir: Path, config: dict[str, Any]) -> None:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{saved_file} is not readable YAML ({exc}); cannot check that --resume continues the "
                           "same run") from None
-    differences = config_differences(saved, config)
+    from ead.config import config_to_dict
+    from ead.training.config import TrainConfig
+
+    differences = config_differences(saved, config, defaults=config_to_dict(TrainConfig()))
     if differences:
         listed = "; ".join(differences)
         raise ConfigError(f"cannot resume {run_dir}: the config differs from the saved {saved_file} in keys that "

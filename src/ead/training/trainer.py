@@ -157,7 +157,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         logger = MetricsLogger(run_dir, config.output.tensorboard, config.output.wandb_project,
                                config_to_dict(config), resume_step=state.step if resume_from is not None else None)
     grader = GraderPool(task.grader, timeout_s=config.grading.timeout_s, num_workers=config.grading.workers,
-                        inline=config.grading.inline)
+                        inline=config.grading.inline, limits=config.grading.limits)
     bucket_edges = position_bucket_edges(config.sampling.max_new_tokens)
     old_logprobs_from_sampler = engine.can_capture_target and (config.algorithm.old_logprobs == "sampler" or (
         config.algorithm.old_logprobs == "auto" and next(model.parameters()).dtype == torch.float32))
