@@ -197,3 +197,30 @@ def test_latest_naming_something_outside_the_checkpoints_is_refused(tmp_path):
     (tmp_path / "latest").write_text("../../etc\n")
     with pytest.raises(RunFileError, match="not a complete checkpoint"):
         latest_checkpoint(tmp_path)
+
+
+def nan_grader(problem, response):
+    """A buggy reward: NaN for every other response (module-level so worker processes can import it)."""
+    from ead.tasks.base import Grade
+
+    return Grade(float("nan") if len(response) % 2 else 1.0, True)
+
+
+def test_nan_rewards_are_grader_errors_and_training_stays_finite(tiny_model_dir, tmp_path, monkeypatch):
+    import math
+
+    import ead.training.trainer as trainer_module
+    from ead.training.config import load_train_config
+
+    real_build = trainer_module.build_task
+
+    def build_with_nan_grader(task_section, model_section):
+        task = real_build(task_section, model_section)
+        task.grader = nan_grader
+        return task
+
+    monkeypatch.setattr(trainer_module, "build_task", build_with_nan_grader)
+    run_dir = trainer_module.train(load_train_config(overrides=small_run(tiny_model_dir, tmp_path / "run")))
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert sum(r["reward/grade_errors"] for r in records) > 0
+    assert all(math.isfinite(r["policy/loss"]) and math.isfinite(r["reward/mean"]) for r in records)
