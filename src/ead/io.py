@@ -48,8 +48,8 @@ class RunFileError(ConfigError):
 
 
 def disk_full_error(exc: OSError, what: str, where: Path | str, intact: str = "") -> RunFileError | OSError:
-    """A :class:`RunFileError` saying "disk full" for ENOSPC/EDQUOT, else ``exc`` unchanged."""
-    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+    """A :class:`RunFileError` saying "disk full" for ENOSPC/EDQUOT/EFBIG (file-size limit), else ``exc``."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return exc
     note = f" {intact}" if intact else ""
     return RunFileError(f"disk full while writing {what} in {where} ({exc.strerror or exc}).{note} "

@@ -142,9 +142,11 @@ def save_checkpoint(
 def _write_error(exc: Exception, name: str, checkpoint_dir: Path) -> Exception:
     """A full disk as a message naming the directory and the intact previous checkpoint; else ``exc``."""
     if not isinstance(exc, OSError):  # safetensors (Rust) reports ENOSPC inside its own error's text
-        if not any(mark in str(exc) for mark in ("No space left", "StorageFull", "code: 28")):
+        marks = {errno.ENOSPC: ("No space left", "StorageFull", "code: 28"), errno.EFBIG: ("File too large", "code: 27")}
+        code = next((code for code, texts in marks.items() if any(text in str(exc) for text in texts)), None)
+        if code is None:
             return exc
-        exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        exc = OSError(code, os.strerror(code))
     return disk_full_error(exc, f"checkpoint {name}", checkpoint_dir,
                            f"Nothing of it was kept; {last_good_checkpoint_note(checkpoint_dir)}.")
 
