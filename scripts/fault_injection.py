@@ -92,9 +92,15 @@ def _kill(process: subprocess.Popen, sig: int) -> None:
             pass
 
 
+def _tear_target(out: Path, kind: str) -> Path | None:
+    """The JSONL file a torn-line trial tears, once it holds at least one record."""
+    candidates = [out / "metrics.jsonl"] if kind == "train" else sorted((out / "records").glob("*.jsonl"))
+    return next((p for p in candidates if p.is_file() and p.stat().st_size > 0), None)
+
+
 def _append_torn_line(out: Path, kind: str) -> str:
-    target = out / "metrics.jsonl" if kind == "train" else next(iter(sorted((out / "records").glob("*.jsonl"))), None)
-    if target is None or not target.exists():
+    target = _tear_target(out, kind)
+    if target is None:
         return "no file yet"
     with open(target, "a") as handle:
         handle.write('{"step": 99, "reward/mean": 0.1')  # half a record, no newline
@@ -107,7 +113,13 @@ def inject(kind: str, fault: str, out: Path, duration: float, rng: random.Random
     note = ""
     if fault in ("kill9", "sigterm", "sigint", "torn-line", "double"):
         delay = rng.uniform(0.15, 0.95) * duration
-        time.sleep(delay)
+        if fault == "torn-line":  # kill once the file to tear holds a record, so there is something to lose
+            begun = time.monotonic()
+            _wait_for(lambda: _tear_target(out, kind) is not None, process, duration * 3)
+            delay = time.monotonic() - begun + rng.uniform(0.0, 0.3) * duration
+            time.sleep(max(0.0, delay - (time.monotonic() - begun)))
+        else:
+            time.sleep(delay)
         sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT}.get(fault, signal.SIGKILL)
         alive = process.poll() is None
         _kill(process, sig)

@@ -224,3 +224,17 @@ def test_nan_rewards_are_grader_errors_and_training_stays_finite(tiny_model_dir,
     records = read_metrics(run_dir / "metrics.jsonl")
     assert sum(r["reward/grade_errors"] for r in records) > 0
     assert all(math.isfinite(r["policy/loss"]) and math.isfinite(r["reward/mean"]) for r in records)
+
+
+def test_resume_and_report_survive_a_torn_metrics_line(tmp_path):
+    from ead.training.logger import MetricsLogger
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "a": 1.0}\n{"step": 2, "a": 2.0}\n{"step": 3, "a": 3.0}\n{"step": 4, "a"')
+    with pytest.warns(UserWarning, match="torn"):
+        assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]  # what `ead report` reads
+    with pytest.warns(UserWarning, match="torn"):
+        logger = MetricsLogger(tmp_path, resume_step=2)  # resumed from the step-2 checkpoint
+    logger.log(3, {"a": float("nan")})
+    logger.close()
+    assert path.read_text() == '{"step": 1, "a": 1.0}\n{"step": 2, "a": 2.0}\n{"step": 3, "a": null}\n'

@@ -91,8 +91,8 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], resume: bool, overwri
         doomed = existing_run_files(run_dir)
         if doomed:
             print(f"ead train: --overwrite: deleting {', '.join(str(p) for p in doomed)}", file=sys.stderr)
-        for path in doomed:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for path in doomed:  # tolerant: in a data-parallel launch every process clears the same files
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
