@@ -56,7 +56,9 @@ class ResourceLimits:
     """Kernel limits (``setrlimit``) on each grader worker, on top of the wall-clock timeout; None = no limit."""
 
     memory_mb: int | None = 4096
-    """Address space (RLIMIT_AS) of a worker, MiB. Above it allocations fail with MemoryError (a grade error)."""
+    """Address space (RLIMIT_AS) grading may add, MiB, on top of what the loaded grader already maps (a
+    grader importing torch maps gigabytes of libraries before grading anything). Beyond it allocations fail
+    with MemoryError (a grade error)."""
     cpu_s: int | None = 60
     """CPU seconds per grader call (RLIMIT_CPU, re-armed before each call); past it the worker is killed."""
     file_size_mb: int | None = 256
@@ -82,14 +84,26 @@ def _set_limit(kind: int, value: int) -> None:
     resource.setrlimit(kind, (value, hard if kind == resource.RLIMIT_CPU else value))
 
 
+def _mapped_bytes() -> int:
+    """This process's current address-space size (Linux ``/proc``; 0 where unknown)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _apply_limits(limits: ResourceLimits) -> None:
-    """Fixed limits for the worker's whole life (the CPU limit is armed per call)."""
+    """Limits for the rest of the worker's life, set once the grader is loaded (the CPU limit is armed per call)."""
     try:
         import resource
     except ImportError:  # Windows: only the wall-clock timeout applies
         return
     if limits.memory_mb is not None:
-        _set_limit(resource.RLIMIT_AS, limits.memory_mb * 2**20)
+        _set_limit(resource.RLIMIT_AS, _mapped_bytes() + limits.memory_mb * 2**20)
     if limits.file_size_mb is not None:
         _set_limit(resource.RLIMIT_FSIZE, limits.file_size_mb * 2**20)
     if limits.processes is not None and hasattr(resource, "RLIMIT_NPROC"):
@@ -126,11 +140,13 @@ def _worker_main(conn: Connection, grader_bytes: bytes, failure_reward: float,
     """Worker loop: receive chunks of items, send ``("done", index, grade, errored)`` per item."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        _apply_limits(limits)
+        # The grader itself is configured code; what it is called on is untrusted model output, so the
+        # limits apply from the first call on (a warm-up that imports torch must not eat the budget).
         grader = pickle.loads(grader_bytes)
         warmup = getattr(grader, "warmup", None)
         if callable(warmup):
             warmup()
+        _apply_limits(limits)
     except BaseException as exc:  # noqa: BLE001 - report anything, then exit
         conn.send(("init_error", f"{type(exc).__name__}: {exc}"))
         return
