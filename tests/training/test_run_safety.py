@@ -9,7 +9,6 @@ import torch
 
 from conftest import build_test_model, build_test_tokenizer
 from ead.cli import main
-from ead.config import ConfigError
 from ead.io import RunFileError
 from ead.training.checkpoint import (
     NonFiniteWeightsError,
