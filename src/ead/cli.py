@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        print(f"ead {args.command}: configuration error: {exc}", file=sys.stderr)
+        print(f"ead {args.command}: {getattr(exc, 'label', 'configuration error')}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ead {args.command}: interrupted; rerun with --resume to continue", file=sys.stderr)

@@ -151,11 +151,20 @@ def read_rows(spec: DataSpec) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
     return _read_hub(spec)
 
 
+def _utf8(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
+                        "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+
+
 def _read_local(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if path.suffix == ".jsonl":
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for line_number, line in enumerate(f, start=1):
+        with open(path, "rb") as f:
+            for line_number, raw in enumerate(f, start=1):
+                line = _utf8(raw, f"{path}:{line_number}")
                 if not line.strip():
                     continue
                 try:
@@ -165,7 +174,7 @@ def _read_local(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 rows.append((line_number, record))
     elif path.suffix == ".json":
         try:
-            records = json.loads(path.read_text(encoding="utf-8"))
+            records = json.loads(_utf8(path.read_bytes(), str(path)))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: invalid JSON: {exc}") from exc
         if not isinstance(records, list):
@@ -174,7 +183,11 @@ def _read_local(path: Path) -> list[tuple[int, dict[str, Any]]]:
     elif path.suffix == ".parquet":
         import pyarrow.parquet as pq  # optional dependency (the "data" extra)
 
-        rows = list(enumerate(pq.read_table(path).to_pylist(), start=1))
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+            raise DataError(f"{path}: not a readable Parquet file ({exc}); re-export it, or convert it to .jsonl") from None
+        rows = list(enumerate(table.to_pylist(), start=1))
     else:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {LOCAL_SUFFIXES}")
     for row, record in rows:

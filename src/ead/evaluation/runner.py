@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from ead.config import ConfigError, config_to_dict, require
 from ead.engines import RolloutEngine, VLLMOptions, build_engine
+from ead.io import JsonlAppender, repair_jsonl, write_atomic
 from ead.seeding import problem_block_seed
 from ead.specs import ScheduleSpec
 from ead.tasks.base import Grader, Problem
@@ -202,21 +203,11 @@ def resolve_model_path(model: str) -> tuple[str, int | None]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Complete records of a JSONL file; a torn last line (killed mid-write) is cut off the file."""
-    if not path.exists():
-        return []
-    records, good_bytes = [], 0
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-            good_bytes += len(line)
-    if good_bytes != path.stat().st_size:
-        with open(path, "r+b") as f:
-            f.truncate(good_bytes)
-    return records
+    """Complete records of a JSONL file; a torn last line (killed mid-write) is cut off the file.
+
+    A bad line before the last is an error naming ``file:line`` (see :mod:`ead.io`).
+    """
+    return repair_jsonl(path)
 
 
 # ----------------------------------------------------------------------------- setup
@@ -245,7 +236,10 @@ def _load_problems_and_grader(config: EvalConfig, tokenizer: Any) -> tuple[list[
             raise ConfigError(f"dataset: {exc}") from None
         grader, budget, builtin = build_grader(preset_grader(config.dataset)), 1024, None
     if config.grader is not None:
-        grader = build_grader(config.grader, **config.grader_options)
+        try:
+            grader = build_grader(config.grader, **config.grader_options)
+        except ValueError as exc:  # GraderNotFoundError, or options a function grader does not take
+            raise ConfigError(f"grader: {exc}") from None
     return problems[: config.num_problems], grader, budget, builtin
 
 
@@ -294,7 +288,7 @@ def _save_config(out: Path, config: EvalConfig, resolved: dict[str, Any]) -> Non
         if changed:
             raise ConfigError(f"cannot resume in {out}: resolved {changed} differ from the saved config.json")
     (out / "records").mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"requested": config_to_dict(config), "resolved": resolved}, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps({"requested": config_to_dict(config), "resolved": resolved}, indent=2, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------------------- per-problem record
@@ -367,12 +361,10 @@ def _sample_and_grade(engine: RolloutEngine, pool: Any, blocks: list[list[Proble
                                     seed=seed, capture_target=engine.can_capture_target, grade_only=set(missing))
             for key in grade_stats:
                 grade_stats[key] += int(scored.grade_stats.get(key, 0))
-            with open(files[label], "a", encoding="utf-8") as f:
+            with JsonlAppender(files[label]) as f:
                 for i in missing:
-                    record = _record(block[i], label, seed, scored.rollouts.select(scored.rows(i)), scored.grades[i],
-                                     scored.metrics[i])
-                    f.write(json.dumps(record) + "\n")
-                    f.flush()
+                    f.write(_record(block[i], label, seed, scored.rollouts.select(scored.rows(i)), scored.grades[i],
+                                    scored.metrics[i]))
                     done[label].add(block[i].uid)
                     if progress is not None:
                         progress.update(1)
@@ -435,7 +427,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     records = {label: sorted((r for r in read_records(files[label]) if r["uid"] in order), key=lambda r: order[r["uid"]])
                for label in labels}
     summary = summarize(records, config, {**config_to_dict(config), **resolved})
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     write_plots(summary, out)
     print_tables(summary, grade_stats)
     return summary

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ead.experiments.grid import SweepConfig, load_sweep_config
+from ead.io import write_atomic
 
 
 def schedules_to_measure(config: SweepConfig) -> dict[str, dict[str, Any]]:
@@ -95,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(config.out_dir) / "base_inference"
     out.mkdir(parents=True, exist_ok=True)
     record = measure(config)
-    tmp = out / "base_inference.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(out / "base_inference.json")
+    write_atomic(out / "base_inference.json", json.dumps(record, indent=1) + "\n")
     return 0
 
 

@@ -38,6 +38,7 @@ import yaml
 
 from ead.config import ConfigError, config_to_dict
 from ead.experiments.grid import Cell, SweepConfig
+from ead.io import write_atomic
 
 DONE = "DONE"
 CELL_FILE = "cell.json"
@@ -90,7 +91,9 @@ def plan_jobs(config: SweepConfig) -> tuple[list[Job], list[str]]:
             continue
         args = cell.train_args(config.recipe)
         _check_same_command(cell, args)
-        resume = (cell.run_dir / "checkpoints" / "latest").is_file()
+        # A cell that started before is continued (from step 0 if it died before its first checkpoint):
+        # `ead train` refuses to start over a run directory that has metrics or checkpoints.
+        resume = (cell.run_dir / "checkpoints" / "latest").is_file() or (cell.run_dir / "metrics.jsonl").exists()
         argv = [sys.executable, *TRAIN_ENTRY, *args, *(["--resume"] if resume else [])]
         jobs.append(Job(cell.id, argv, cell.run_dir, resume, args))
     return jobs, skipped
@@ -243,9 +246,7 @@ def _load_status(out_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def _save_status(out_dir: Path, status: dict[str, dict[str, Any]]) -> None:
-    tmp = out_dir / f".status.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(status, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, out_dir / "status.json")
+    write_atomic(out_dir / "status.json", json.dumps(status, indent=1, sort_keys=True) + "\n")
 
 
 def _progress(total: int, initial: int, enabled: bool):

@@ -41,48 +41,57 @@ class Extracted(NamedTuple):
     """One of ``"boxed"``, ``"gsm8k"``, ``"answer_is"``, ``"last_number"``."""
 
 
-def _match_braces(text: str, open_index: int) -> int | None:
-    """Index of the ``}`` closing the ``{`` at ``open_index`` (``\\{`` and ``\\}`` are literals)."""
-    depth = 0
-    i = open_index
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2  # skip the escaped character, e.g. \{ or \}
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
+_BRACE_OR_ESCAPE_RE = re.compile(r"\\.|[{}]", re.DOTALL)
+_BARE_TOKEN_RE = re.compile(r"[^\s$]+")
 
 
-def find_boxed(text: str) -> str | None:
-    """Content of the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (or ``\\boxed X``)."""
-    found: list[tuple[int, str]] = []
+def _closing_braces(text: str) -> dict[int, int]:
+    """For every ``{`` that gets closed, the index of its ``}``; one pass with a stack (``\\{``, ``\\}`` are literals).
+
+    One scan for the whole text, so finding the boxes is linear: matching each box by
+    rescanning from its ``{`` is quadratic on a response of many unclosed ``\\boxed{``.
+    """
+    closing: dict[int, int] = {}
+    open_at: list[int] = []
+    for match in _BRACE_OR_ESCAPE_RE.finditer(text):
+        token = match.group()
+        if token == "{":
+            open_at.append(match.start())
+        elif token == "}" and open_at:
+            closing[open_at.pop()] = match.start()
+    return closing
+
+
+def _box_starts(text: str) -> list[int]:
+    """Start indices of every ``\\boxed`` / ``\\fbox``, in increasing order."""
+    starts = []
     for command in _BOX_COMMANDS:
         start = 0
         while (i := text.find(command, start)) != -1:
+            starts.append(i)
             start = i + len(command)
-            j = start
-            if j < len(text) and text[j].isalpha():
-                continue  # \boxedsomething is another macro
-            while j < len(text) and text[j] == " ":
-                j += 1
-            if j < len(text) and text[j] == "{":
-                end = _match_braces(text, j)
-                if end is not None:
-                    found.append((i, text[j + 1 : end].strip()))
-            elif j > start:  # "\boxed 5": one token, up to whitespace or "$"
-                token = re.match(r"[^\s$]+", text[j:])
-                if token:
-                    found.append((i, token.group(0)))
-    if not found:
-        return None
-    return max(found)[1]
+    return sorted(starts)
+
+
+def find_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (or ``\\boxed X``). Linear in ``len(text)``."""
+    closing = None
+    for i in reversed(_box_starts(text)):  # the last box that is complete wins
+        j = i + len("\\boxed" if text.startswith("\\boxed", i) else "\\fbox")
+        if j < len(text) and text[j].isalpha():
+            continue  # \boxedsomething is another macro
+        k = j
+        while k < len(text) and text[k] == " ":
+            k += 1
+        if k < len(text) and text[k] == "{":
+            closing = _closing_braces(text) if closing is None else closing
+            if k in closing:
+                return text[k + 1 : closing[k]].strip()
+        elif k > j:  # "\boxed 5": one token, up to whitespace or "$"
+            token = _BARE_TOKEN_RE.match(text, k)
+            if token:
+                return token.group(0)
+    return None
 
 
 def normalize_number(text: str) -> str:

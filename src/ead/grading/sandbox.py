@@ -12,7 +12,13 @@ applies the timeout *per call*:
 * the call exceeds ``timeout_s`` -> the worker is killed and respawned, the item gets
   ``info={"error": "timeout ...", "timeout": True}``, counted in ``timeouts``; the rest of
   its chunk is re-sent to the new worker;
-* the worker process dies      -> same as an error (``"worker died ..."``), worker respawned.
+* the worker process dies      -> same as an error (``"worker died ..."``), worker respawned;
+* the grade's reward is NaN/inf (or not a number) -> an error: reward ``failure_reward``, counted in
+  ``errors`` (a NaN reward would otherwise make the loss, and then the weights, NaN).
+
+Workers also run under :class:`ResourceLimits` (``setrlimit``, Linux/macOS): address space
+(a grader that allocates more gets ``MemoryError``, an error), CPU seconds per call (past it
+the kernel kills the worker: "worker died"), and the size of any file it writes.
 
 If a grader defines ``warmup()``, workers call it once before they report ready, so slow
 first-call imports (sympy) do not eat into the first item's timeout.
@@ -24,6 +30,7 @@ per thread.
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import pickle
 import signal
@@ -35,7 +42,7 @@ from typing import Any, Sequence
 
 from ead.tasks.base import Grade, Grader, Problem
 
-__all__ = ["GraderPool", "GraderStartupError"]
+__all__ = ["GraderPool", "GraderStartupError", "ResourceLimits"]
 
 _Item = tuple[int, Problem, str]  # (index in the batch, problem, response)
 
@@ -44,18 +51,102 @@ class GraderStartupError(RuntimeError):
     """A worker could not load the grader (unpicklable, import error, warmup failed or too slow)."""
 
 
+@dataclass(frozen=True)
+class ResourceLimits:
+    """Kernel limits (``setrlimit``) on each grader worker, on top of the wall-clock timeout; None = no limit."""
+
+    memory_mb: int | None = 4096
+    """Address space (RLIMIT_AS) grading may add, MiB, on top of what the loaded grader already maps (a
+    grader importing torch maps gigabytes of libraries before grading anything). Beyond it allocations fail
+    with MemoryError (a grade error)."""
+    cpu_s: int | None = 60
+    """CPU seconds per grader call (RLIMIT_CPU, re-armed before each call); past it the worker is killed."""
+    file_size_mb: int | None = 256
+    """Largest file a worker may write (RLIMIT_FSIZE), MiB; a larger write kills the worker."""
+    processes: int | None = None
+    """RLIMIT_NPROC. Off by default: it counts every process of the user, not the worker's children, so
+    any fixed number is either no limit or breaks graders that start a sandbox subprocess."""
+
+    def __post_init__(self) -> None:
+        for name in ("memory_mb", "cpu_s", "file_size_mb", "processes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                from ead.config import ConfigError
+
+                raise ConfigError(f"{name} must be >= 1 or null (no limit), got {value}")
+
+
+def _set_limit(kind: int, value: int) -> None:
+    import resource
+
+    _, hard = resource.getrlimit(kind)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(kind, (value, hard if kind == resource.RLIMIT_CPU else value))
+
+
+def _mapped_bytes() -> int:
+    """This process's current address-space size (Linux ``/proc``; 0 where unknown)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _apply_limits(limits: ResourceLimits) -> None:
+    """Limits for the rest of the worker's life, set once the grader is loaded (the CPU limit is armed per call)."""
+    try:
+        import resource
+    except ImportError:  # Windows: only the wall-clock timeout applies
+        return
+    if limits.memory_mb is not None:
+        _set_limit(resource.RLIMIT_AS, _mapped_bytes() + limits.memory_mb * 2**20)
+    if limits.file_size_mb is not None:
+        _set_limit(resource.RLIMIT_FSIZE, limits.file_size_mb * 2**20)
+    if limits.processes is not None and hasattr(resource, "RLIMIT_NPROC"):
+        _set_limit(resource.RLIMIT_NPROC, limits.processes)
+
+
+def _arm_cpu_limit(cpu_s: int | None) -> None:
+    """Let the next call use ``cpu_s`` more CPU seconds than the worker has used so far (SIGXCPU past it)."""
+    if cpu_s is None:
+        return
+    try:
+        import resource
+    except ImportError:
+        return
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _set_limit(resource.RLIMIT_CPU, math.ceil(usage.ru_utime + usage.ru_stime) + cpu_s)
+
+
 def _error_grade(reward: float, message: str, **extra: Any) -> Grade:
     return Grade(reward, False, None, {"error": message, **extra})
 
 
-def _worker_main(conn: Connection, grader_bytes: bytes, failure_reward: float) -> None:
+def _checked(grade: Any) -> Grade:
+    """The grade, if it is a :class:`Grade` with a finite numeric reward; else raise (a grader error)."""
+    if not isinstance(grade, Grade):
+        raise TypeError(f"grader returned {type(grade).__name__}, expected Grade")
+    if isinstance(grade.reward, bool) or not isinstance(grade.reward, (int, float)) or not math.isfinite(grade.reward):
+        raise ValueError(f"grader returned a non-finite reward {grade.reward!r}")
+    return grade
+
+
+def _worker_main(conn: Connection, grader_bytes: bytes, failure_reward: float,
+                 limits: ResourceLimits = ResourceLimits()) -> None:
     """Worker loop: receive chunks of items, send ``("done", index, grade, errored)`` per item."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
+        # The grader itself is configured code; what it is called on is untrusted model output, so the
+        # limits apply from the first call on (a warm-up that imports torch must not eat the budget).
         grader = pickle.loads(grader_bytes)
         warmup = getattr(grader, "warmup", None)
         if callable(warmup):
             warmup()
+        _apply_limits(limits)
     except BaseException as exc:  # noqa: BLE001 - report anything, then exit
         conn.send(("init_error", f"{type(exc).__name__}: {exc}"))
         return
@@ -69,9 +160,8 @@ def _worker_main(conn: Connection, grader_bytes: bytes, failure_reward: float) -
             return
         for index, problem, response in chunk:
             try:
-                grade = grader(problem, response)
-                if not isinstance(grade, Grade):
-                    raise TypeError(f"grader returned {type(grade).__name__}, expected Grade")
+                _arm_cpu_limit(limits.cpu_s)
+                grade = _checked(grader(problem, response))
                 # send() pickles before writing, so an unpicklable info dict raises here, cleanly.
                 conn.send(("done", index, grade, False))
             except BaseException as exc:  # noqa: BLE001 - SystemExit from user code is an error too
@@ -109,6 +199,7 @@ class GraderPool:
         failure_reward: float = 0.0,
         start_method: str = "spawn",
         startup_timeout_s: float = 120.0,
+        limits: ResourceLimits | None = None,
     ) -> None:
         """
         Args:
@@ -120,6 +211,7 @@ class GraderPool:
             failure_reward: reward given for an error or a timeout.
             start_method: ``"spawn"`` or ``"forkserver"`` (``"fork"`` is refused).
             startup_timeout_s: limit for a worker to import and warm up the grader.
+            limits: kernel resource limits of each worker (default :class:`ResourceLimits`'s).
         """
         if timeout_s <= 0 or num_workers < 1 or chunk_size < 1:
             raise ValueError("need timeout_s > 0, num_workers >= 1 and chunk_size >= 1")
@@ -139,6 +231,7 @@ class GraderPool:
         self.inline = inline
         self.failure_reward = float(failure_reward)
         self.startup_timeout_s = float(startup_timeout_s)
+        self.limits = limits if limits is not None else ResourceLimits()
         self.stats: dict[str, float] = {"calls": 0, "errors": 0, "timeouts": 0, "respawns": 0, "seconds": 0.0}
         """Cumulative counts over the pool's life (``grade_batch`` also returns per-batch counts)."""
         self._workers: list[_Worker] = []
@@ -157,7 +250,7 @@ class GraderPool:
     def _spawn(self) -> _Worker:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=_worker_main, args=(child_conn, self._grader_bytes, self.failure_reward), daemon=True
+            target=_worker_main, args=(child_conn, self._grader_bytes, self.failure_reward, self.limits), daemon=True
         )
         process.start()
         child_conn.close()
@@ -208,10 +301,7 @@ class GraderPool:
 
     def _grade_inline(self, problem: Problem, response: str) -> Grade:
         try:
-            grade = self.grader(problem, response)
-            if not isinstance(grade, Grade):
-                raise TypeError(f"grader returned {type(grade).__name__}, expected Grade")
-            return grade
+            return _checked(self.grader(problem, response))
         except Exception as exc:  # noqa: BLE001
             self.stats["errors"] += 1
             return _error_grade(self.failure_reward, f"{type(exc).__name__}: {exc}")

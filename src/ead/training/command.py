@@ -20,6 +20,9 @@ def register(subparsers) -> None:
                                          "GPU) or smollm2-135m-cpu (SmolLM2-135M-Instruct on CPU); see docs/real_models.md")
     parser.add_argument("--algorithm", choices=sorted(ALGORITHM_PRESETS), help="algorithm preset applied before the recipe")
     parser.add_argument("--resume", action="store_true", help="continue from output.dir's latest checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run already in output.dir (metrics, checkpoints, plots, config.yaml) "
+                             "and start over; without it an existing run is refused")
     parser.add_argument("overrides", nargs="*", help="key.path=value overrides")
     parser.set_defaults(func=run)
 
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = recipe_path(args.recipe) if args.recipe else args.config
     config = load_train_config(path, args.overrides, algorithm=args.algorithm)
-    run_dir = train(config, resume=args.resume)
+    run_dir = train(config, resume=args.resume, overwrite=args.overwrite)
     _print_summary(run_dir)
     return 0
 

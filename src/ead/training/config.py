@@ -6,6 +6,9 @@ overrides). The resolved config is written next to the run as ``config.yaml``.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +17,21 @@ from typing import Any, Literal
 from ead.config import ConfigError, config_from_dict, load_config, require
 from ead.data import DatasetSpec
 from ead.engines import VLLMOptions
+from ead.grading.sandbox import ResourceLimits
 from ead.modeling.loading import TASK_BUILDERS
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.objectives.pipeline import PG_TOKEN_SELECTIONS, POLICY_LOSSES
 from ead.specs import ScheduleSpec
 from ead.tasks.countdown import DEMO_EAD_SCHEDULE, PRESETS, CountdownConfig, CountdownConfigError, preset_config
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+def _looks_local(path: str) -> bool:
+    """A filesystem path rather than a Hub id ("org/name"): absolute, ./, ../, ~, or more than one '/'."""
+    return path.startswith(("/", ".", "~")) or _HUB_ID.fullmatch(path) is None
 
 
 @dataclass
@@ -43,6 +56,11 @@ class ModelSection:
     the base policy: the exploration problem EAD targets. Each value is its own cached model."""
 
     def __post_init__(self) -> None:
+        require(_DEVICE.fullmatch(self.device) is not None, "model.device",
+                f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r} (e.g. model.device=cuda:1)")
+        require(self.path is None or not _looks_local(self.path) or Path(self.path).expanduser().exists(), "model.path",
+                f"{self.path} does not exist (it looks like a local path, so the Hub is not asked; Hub ids look "
+                "like org/name): fix the path, or leave model.path unset for the built-in model")
         require(self.num_threads is None or self.num_threads >= 1, "model.num_threads", "must be >= 1")
         require(self.warm_start_decoy_rate is None or 0.0 <= self.warm_start_decoy_rate <= 1.0,
                 "model.warm_start_decoy_rate", "must be in [0, 1] or null")
@@ -241,7 +259,8 @@ class OptimSection:
     def __post_init__(self) -> None:
         for name in ("steps", "prompts_per_step", "samples_per_prompt", "mini_batch_size", "micro_batch_size", "ppo_epochs"):
             require(getattr(self, name) >= 1, f"train.{name}", "must be >= 1")
-        require(self.lr > 0, "train.lr", "must be > 0")
+        require(math.isfinite(self.lr) and self.lr > 0, "train.lr", f"must be a finite number > 0, got {self.lr}")
+        require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0 (AdamW decays weights toward 0)")
         require(self.max_grad_norm > 0, "train.max_grad_norm", "must be > 0")
         require(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
 
@@ -262,6 +281,7 @@ class EvalSection:
     def __post_init__(self) -> None:
         require(self.every >= 0, "eval.every", "must be >= 0")
         require(self.samples >= 1, "eval.samples", "must be >= 1")
+        require(bool(self.k), "eval.k", "needs at least one k value, e.g. eval.k=[1,4,16]")
         require(all(1 <= k <= self.samples for k in self.k), "eval.k", f"values must be in [1, eval.samples={self.samples}]")
         if not isinstance(self.schedule, ScheduleSpec):
             self.schedule = ScheduleSpec.from_config(self.schedule, "eval.schedule")
@@ -283,6 +303,7 @@ class OutputSection:
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
+        require(bool(self.dir.strip()), "output.dir", "is empty; give the run a directory, e.g. output.dir=runs/my_run")
         require(self.save_every >= 0, "output.save_every", "must be >= 0")
         require(self.keep_checkpoints >= 1, "output.keep_checkpoints", "must be >= 1")
 
@@ -294,7 +315,10 @@ class GradingSection:
     workers: int = 1
     """Grader worker processes."""
     inline: bool = False
-    """Grade in the training process (faster to debug; exceptions contained, no timeout)."""
+    """Grade in the training process (faster to debug; exceptions contained, no timeout, no limits)."""
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    """Kernel limits on each grader worker: memory_mb (address space), cpu_s (per call), file_size_mb,
+    processes; see ead.grading.sandbox.ResourceLimits. E.g. grading.limits.memory_mb=8192."""
 
     def __post_init__(self) -> None:
         require(self.timeout_s > 0, "grading.timeout_s", "must be > 0")
@@ -316,8 +340,13 @@ class TrainConfig:
         rollouts = self.train.prompts_per_step * self.train.samples_per_prompt
         require(rollouts % self.train.mini_batch_size == 0 or self.train.mini_batch_size >= rollouts,
                 "train.mini_batch_size", f"must divide prompts_per_step * samples_per_prompt = {rollouts}")
-        require(self.train.samples_per_prompt >= 2 or self.algorithm.advantage != "rloo",
-                "train.samples_per_prompt", "must be >= 2 for RLOO")
+        require(self.train.samples_per_prompt >= 2 or not _no_signal_from_one_sample(self.algorithm.advantage),
+                "train.samples_per_prompt", f"must be >= 2 with algorithm.advantage={self.algorithm.advantage!r}: a "
+                "group of one response is its own baseline, so every advantage is 0 and nothing is learned "
+                "(the paper samples 8-16 per prompt)")
+        for where, value in _float_fields(self):
+            require(math.isfinite(value) or (where in _MAY_BE_INFINITE and value > 0), where,
+                    f"must be a finite number, got {value}")
         for section in ("sampling", "eval"):
             require(self.sampling.engine == "hf" or not getattr(self, section).schedule.schedule.needs_logits,
                     f"{section}.schedule", f"'entropy_adaptive' reads the logits while sampling, which only "
@@ -327,6 +356,34 @@ class TrainConfig:
         require(self.sampling.engine == "hf" or self.algorithm.old_logprobs != "sampler", "algorithm.old_logprobs",
                 f"'sampler' needs sampling.engine='hf' ({self.sampling.engine} cannot record log pi at temperature 1 "
                 "while sampling); use 'recompute' or 'auto'")
+
+
+_MAY_BE_INFINITE = {"algorithm.importance_cap"}  # C = inf: plain, untruncated importance weights
+
+
+def _float_fields(config: TrainConfig) -> list[tuple[str, float]]:
+    """``("section.field", value)`` for every float-typed field (NaN/inf pass ``> 0`` range checks)."""
+    out = []
+    for section in dataclasses.fields(config):
+        part = getattr(config, section.name)
+        for item in dataclasses.fields(part):
+            value = getattr(part, item.name)
+            if isinstance(value, float):
+                out.append((f"{section.name}.{item.name}", value))
+    return out
+
+
+def _no_signal_from_one_sample(estimator: str) -> bool:
+    """Whether ``estimator`` gives every response advantage 0 (or fails) when each group has one response."""
+    import torch
+
+    from ead.objectives import compute_advantages
+
+    try:
+        advantages = compute_advantages(torch.tensor([[0.0], [1.0]]), estimator)  # (G=2, n=1)
+    except ValueError:
+        return True
+    return bool((~torch.isfinite(advantages) | (advantages == 0)).all())
 
 
 # Presets: each algorithm is a set of overrides on the defaults, not a branch in the loop.

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN/inf; None marks it
-    return value
+from ead.io import JsonlAppender, read_jsonl, repair_jsonl
 
 
 class MetricsLogger:
-    """Appends one JSON object per step to ``metrics.jsonl`` (flushed every line)."""
+    """Appends one JSON object per step to ``metrics.jsonl`` (flushed every line; NaN/inf become null).
+
+    A fresh run starts a new file (the trainer refuses to start over an existing run unless asked to
+    overwrite it); a resumed run keeps the records up to its checkpoint's step.
+    """
 
     def __init__(self, run_dir: Path, tensorboard: bool = False, wandb_project: str | None = None,
                  config: dict[str, Any] | None = None, resume_step: int | None = None) -> None:
@@ -24,7 +22,7 @@ class MetricsLogger:
             self._truncate_after(resume_step)
         elif self.path.exists():
             self.path.unlink()
-        self._file = open(self.path, "a")
+        self._file = JsonlAppender(self.path)
         self._tb = None
         self._wandb = None
         if tensorboard:
@@ -41,16 +39,11 @@ class MetricsLogger:
             self._wandb = wandb.init(project=wandb_project, config=config, dir=str(run_dir), resume="allow")
 
     def _truncate_after(self, step: int) -> None:
-        """On resume, drop lines logged after the checkpoint: they will be logged again."""
-        if not self.path.exists():
-            return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        """On resume, drop records logged after the checkpoint (and a torn last line): they are logged again."""
+        repair_jsonl(self.path, keep=lambda record: record.get("step", 0) <= step)
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
-        record = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        self._file.write({"step": step, **metrics})
         numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if self._tb is not None:
             for key, value in numeric.items():
@@ -67,5 +60,5 @@ class MetricsLogger:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl``."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """All records of a ``metrics.jsonl``; a torn last line is dropped with a warning (see :mod:`ead.io`)."""
+    return read_jsonl(path, missing_ok=False)

@@ -27,12 +27,15 @@ import yaml
 from ead.config import ConfigError, config_to_dict
 from ead.engines import build_engine
 from ead.grading.sandbox import GraderPool
+from ead.io import write_atomic
 from ead.objectives import compute_advantages
 from ead.seeding import periodic_eval_seed, process_seed, seed_everything
 from ead.objectives.regularizers import adaptive_entropy_coef
 from ead.tasks.base import Task
 from ead.training.checkpoint import (
+    NonFiniteWeightsError,
     capture_rng_state,
+    last_good_checkpoint_note,
     latest_checkpoint,
     load_trainer_state,
     restore_rng_state,
@@ -43,6 +46,7 @@ from ead.training.distributed import setup_distributed
 from ead.training.logger import MetricsLogger
 from ead.training.periodic_eval import evaluate_policy
 from ead.training.rollout import collect_rollouts
+from ead.training.run_dir import prepare_run_dir
 from ead.training.setup import build_task, check_length_budget, load_policy, resolve_device
 from ead.training.update import (
     advantage_params,
@@ -84,11 +88,15 @@ def position_bucket_edges(max_new_tokens: int) -> list[int]:
     return edges + [max_new_tokens]
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Run (or resume) training as configured; returns the run directory."""
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """Run (or resume) training as configured; returns the run directory.
+
+    An existing run in ``output.dir`` is only continued (``resume``, same config) or deleted
+    (``overwrite``), never started over silently; see :mod:`ead.training.run_dir`.
+    """
     # ------------------------------------------------------------------ setup
     run_dir = Path(config.output.dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run_dir, config_to_dict(config), resume, overwrite)
     checkpoint_dir = run_dir / "checkpoints"
     num_threads = config.model.num_threads or (1 if config.model.path is None else None)
     if num_threads:
@@ -127,6 +135,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                           vllm_options=config.sampling.vllm,
                           seed=config.train.seed)
     state = LoopState()
+    owned_checkpoints = [resume_from] if resume_from is not None else []  # the only ones pruning may delete
     if resume_from is not None:
         saved = load_trainer_state(resume_from)
         optimizer.load_state_dict(saved["optimizer"])
@@ -135,11 +144,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         state = LoopState(**saved["loop"])
     logger = None
     if dist.is_main:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        write_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
         logger = MetricsLogger(run_dir, config.output.tensorboard, config.output.wandb_project,
                                config_to_dict(config), resume_step=state.step if resume_from is not None else None)
     grader = GraderPool(task.grader, timeout_s=config.grading.timeout_s, num_workers=config.grading.workers,
-                        inline=config.grading.inline)
+                        inline=config.grading.inline, limits=config.grading.limits)
     bucket_edges = position_bucket_edges(config.sampling.max_new_tokens)
     old_logprobs_from_sampler = engine.can_capture_target and (config.algorithm.old_logprobs == "sampler" or (
         config.algorithm.old_logprobs == "auto" and next(model.parameters()).dtype == torch.float32))
@@ -162,8 +171,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         if dist.is_main:
             trainer_state = {"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
                              "rng": rng_states, "loop": vars(state).copy(), "config": config_to_dict(config)}
-            save_checkpoint(checkpoint_dir, state.step, policy, tokenizer, trainer_state,
-                            keep=config.output.keep_checkpoints)
+            owned_checkpoints.append(save_checkpoint(checkpoint_dir, state.step, policy, tokenizer, trainer_state,
+                                                     keep=config.output.keep_checkpoints, owned=owned_checkpoints))
         dist.barrier()
 
     try:
@@ -245,12 +254,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             if logger is not None:
                 logger.log(state.step, metrics)
             _advance(progress, metrics)
-            # ---------------------------------------------------- 6. save
+            # ---------------------------------------------------- 6. save (finite weights only)
+            if not math.isfinite(metrics["policy/loss"]):
+                raise NonFiniteWeightsError(f"loss became {metrics['policy/loss']} at step {state.step}; nothing was "
+                                         f"saved; {last_good_checkpoint_note(checkpoint_dir)}")
             if is_last or (config.output.save_every and state.step % config.output.save_every == 0):
                 checkpoint()
-            if not math.isfinite(metrics["policy/loss"]):
-                raise FloatingPointError(f"loss became {metrics['policy/loss']} at step {state.step}; "
-                                         f"the last good checkpoint is in {checkpoint_dir}")
     finally:
         # ------------------------------------------------------------------ cleanup
         grader.close()
