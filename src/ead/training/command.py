@@ -11,24 +11,72 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
         help="RLVR training with EAD rollouts (default: built-in Countdown task and tiny model)",
-        description="Train a policy with GRPO/DAPO and EAD sampling. Overrides are dotted: "
-                    "train.steps=100 sampling.schedule.tau_max=1.4 output.dir=runs/x",
+        description="Train a policy with GRPO/DAPO and EAD sampling. Overrides are dotted and may come "
+                    "anywhere on the line: train.steps=100 sampling.schedule.tau_max=1.4 output.dir=runs/x. "
+                    "Every field, its type, default and meaning: ead train --list-fields; the resolved config: "
+                    "ead train ... --print-config.",
     )
-    parser.add_argument("--config", help="YAML recipe (see recipes/)")
-    parser.add_argument("--algorithm", choices=sorted(ALGORITHM_PRESETS), help="algorithm preset applied before the recipe")
+    parser.add_argument("--config", metavar="RECIPE",
+                        help="YAML file of TrainConfig sections, or a built-in recipe: "
+                             f"{', '.join(builtin_train_recipes())} (in src/ead/recipes/)")
+    parser.add_argument("--algorithm", choices=sorted(ALGORITHM_PRESETS),
+                        help="algorithm preset applied before the recipe (algorithm.name in a recipe selects it too)")
     parser.add_argument("--resume", action="store_true", help="continue from output.dir's latest checkpoint")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (defaults <- preset <- recipe <- overrides) as YAML and exit")
+    parser.add_argument("--list-fields", action="store_true",
+                        help="list every config field with its type, default and documentation, and exit")
     parser.add_argument("overrides", nargs="*", help="key.path=value overrides")
     parser.set_defaults(func=run)
 
 
+def builtin_train_recipes() -> list[str]:
+    """Names of the packaged ``ead train`` recipes (``src/ead/recipes/train_*.yaml``)."""
+    from importlib import resources
+
+    folder = resources.files("ead") / "recipes"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.startswith("train_")
+                  and p.name.endswith(".yaml"))
+
+
+def resolve_train_recipe(name: str | None) -> str | None:
+    """A YAML path as given, or the path of the built-in recipe of that name."""
+    from importlib import resources
+    from pathlib import Path
+
+    if name is None or Path(name).exists() or name.removesuffix(".yaml") not in builtin_train_recipes():
+        return name
+    return str(resources.files("ead") / "recipes" / f"{name.removesuffix('.yaml')}.yaml")
+
+
 def run(args: argparse.Namespace) -> int:
-    from ead.training.config import load_train_config
+    from ead.config import dump_config, format_fields
+    from ead.training.config import TrainConfig, load_train_config
+
+    if args.list_fields:
+        print(format_fields(TrainConfig), end="")
+        return 0
+    config = load_train_config(resolve_train_recipe(args.config), args.overrides, algorithm=args.algorithm)
+    if args.print_config:
+        print(dump_config(config), end="")
+        return 0
     from ead.training.trainer import train
 
-    config = load_train_config(args.config, args.overrides, algorithm=args.algorithm)
+    _note_old_cache(config.model.path is None and config.model.warm_start_cache is None)
     run_dir = train(config, resume=args.resume)
     _print_summary(run_dir)
     return 0
+
+
+def _note_old_cache(uses_default_cache: bool) -> None:
+    """One line on stderr if ./.cache/ead (the cache before ead.paths) exists and is not the one in use."""
+    import sys
+
+    from ead.paths import cache_dir, old_local_cache_note
+
+    note = old_local_cache_note(cache_dir()) if uses_default_cache else None
+    if note:
+        print(note, file=sys.stderr)
 
 
 def _print_summary(run_dir) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from ead.config import ConfigError, config_from_dict, load_config, require
 from ead.engines import VLLMOptions
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
+from ead.paths import check_model_reference
 from ead.schedules import ScheduleError, schedule_from_dict
 
 # The demo recipe's EAD: the paper's parameters with the unit factor k rescaled to the task's
@@ -40,14 +41,17 @@ class ModelSection:
     for a model given by path."""
     gradient_checkpointing: bool = False
     """Trade compute for memory on large models."""
-    warm_start_cache: str = ".cache/ead"
-    """Where the built-in model's warm start is cached (only used when path is None)."""
+    warm_start_cache: str | None = None
+    """Where the built-in model's warm start is cached (only used when path is None); None: the one cache of every
+    command, ``$EAD_CACHE_DIR`` or ``~/.cache/ead`` (see ead.paths.cache_dir)."""
     warm_start_decoy_rate: float | None = None
     """Built-in model only: share of wrong-path (decoy) chains in its supervised warm-start data; None: the
     task's default (0.1 for countdown, 0.85 for countdown-fork). Higher makes the right first step rarer for
     the base policy: the exploration problem EAD targets. Each value is its own cached model."""
 
     def __post_init__(self) -> None:
+        if self.path is not None:
+            check_model_reference(self.path, "model.path")
         require(self.num_threads is None or self.num_threads >= 1, "model.num_threads", "must be >= 1")
         require(self.warm_start_decoy_rate is None or 0.0 <= self.warm_start_decoy_rate <= 1.0,
                 "model.warm_start_decoy_rate", "must be in [0, 1] or null")
@@ -286,8 +290,32 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
     if algorithm is not None:
         if algorithm not in ALGORITHM_PRESETS:
             raise ConfigError(f"--algorithm {algorithm!r} is not one of {sorted(ALGORITHM_PRESETS)}")
+    algorithm = _preset_named_by(path, overrides, algorithm)
+    if algorithm is not None:
         base["algorithm"] = dict(ALGORITHM_PRESETS[algorithm])
     return load_config(TrainConfig, path, overrides, base=base)
+
+
+def _preset_named_by(path: str | Path | None, overrides: list[str] | None, flag: str | None) -> str | None:
+    """The preset to apply: ``--algorithm``, else ``algorithm.name`` of the recipe/overrides; refused if they disagree.
+
+    ``algorithm.name: dapo`` in a recipe turns DAPO on (its knobs first, then the recipe's own); a name
+    that is no preset, or differs from ``--algorithm``, is an error rather than a silent label.
+    """
+    from ead.config import apply_overrides, read_config_file
+
+    user = apply_overrides(read_config_file(path) if path is not None else {}, overrides or [])
+    section = user.get("algorithm")
+    name = section.get("name") if isinstance(section, dict) else None
+    where = "algorithm.name" + (f" (in {path})" if path is not None else "")
+    if name is None:
+        return flag
+    if name not in ALGORITHM_PRESETS:
+        raise ConfigError(f"{where} {name!r} is not an algorithm preset; use one of {sorted(ALGORITHM_PRESETS)} "
+                          "(the name selects the preset; set individual knobs under algorithm.* on top of it)")
+    if flag is not None and name != flag:
+        raise ConfigError(f"{where} is {name!r} but --algorithm is {flag!r}; drop one of them or make them agree")
+    return name
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
