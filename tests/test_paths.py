@@ -33,6 +33,7 @@ def test_eval_after_train_in_another_directory_reuses_the_warm_start(monkeypatch
                      "train.mini_batch_size=4", "train.micro_batch_size=4", "eval.every=0", "eval.at_start=false",
                      "output.progress=false", "grading.inline=true", "output.dir=run"])
     assert code == 0 and len(calls) == 1
+    assert (tmp_path / "a" / "run" / "report.html").is_file()  # ead train (not the trainer) writes the report
     cached = list((tmp_path / "cache").glob("warmstart-*"))
     assert len(cached) == 1 and not (tmp_path / "a" / ".cache").exists()
     monkeypatch.chdir(tmp_path / "b")

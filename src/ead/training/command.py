@@ -64,8 +64,19 @@ def run(args: argparse.Namespace) -> int:
 
     _note_old_cache(config.model.path is None and config.model.warm_start_cache is None)
     run_dir = train(config, resume=args.resume)
-    _print_summary(run_dir)
+    if _is_main_process():  # the report is the CLI's job: the trainer never imports reporting (no import circle)
+        from ead.reporting.training import write_training_report
+
+        write_training_report(run_dir)
+        _print_summary(run_dir)
     return 0
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a data-parallel launch (accelerate / torchrun set RANK), or a plain single process."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _note_old_cache(uses_default_cache: bool) -> None:
