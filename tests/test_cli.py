@@ -69,6 +69,13 @@ def test_yaml_exponent_without_a_dot_is_a_float_in_files_and_dict_fields(tmp_pat
     assert config.train.max_grad_norm == 2.0 and config.sampling.schedule["tau"] == 0.5
 
 
+def test_yaml_exponent_through_the_cli(capsys, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  lr: 1e-6\n")
+    code, out, _ = run(capsys, "train", "--config", str(recipe), "--print-config")
+    assert code == 0 and yaml.safe_load(out)["train"]["lr"] == 1e-6
+
+
 def test_yaml_exponent_does_not_swallow_words_or_paths():
     from ead.config import yaml_load
 

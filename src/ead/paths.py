@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "check_model_reference", "looks_like_path", "old_local_cache_note"]
+__all__ = ["cache_dir", "check_model_reference", "looks_like_path", "note_old_cache", "old_local_cache_note"]
 
 
 def cache_dir() -> Path:
@@ -54,3 +54,12 @@ def old_local_cache_note(used: Path) -> str | None:
         return (f"note: ./{old} (the old per-directory warm-start cache) is no longer used; the cache is now {used} "
                 "(set EAD_CACHE_DIR to choose it). Nothing was deleted; remove ./.cache/ead when you no longer need it.")
     return None
+
+
+def note_old_cache(uses_default_cache: bool) -> None:
+    """Print :func:`old_local_cache_note` to stderr when the command uses the default cache and the note applies."""
+    import sys
+
+    note = old_local_cache_note(cache_dir()) if uses_default_cache else None
+    if note:
+        print(note, file=sys.stderr)

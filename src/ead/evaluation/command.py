@@ -126,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_config(config), end="")
         return 0
-    from ead.training.command import _note_old_cache
+    from ead.paths import note_old_cache
 
-    _note_old_cache(config.model is None and config.warm_start_cache is None)
+    note_old_cache(config.model is None and config.warm_start_cache is None)
     summary = run_eval(config)
     note = schedule_step_note(summary)
     if note:

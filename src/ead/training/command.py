@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ead.training.trainer import train
 
-    _note_old_cache(config.model.path is None and config.model.warm_start_cache is None)
+    from ead.paths import note_old_cache
+
+    note_old_cache(config.model.path is None and config.model.warm_start_cache is None)
     run_dir = train(config, resume=args.resume)
     if _is_main_process():  # the report is the CLI's job: the trainer never imports reporting (no import circle)
         from ead.reporting.training import write_training_report
@@ -77,17 +79,6 @@ def _is_main_process() -> bool:
     import os
 
     return os.environ.get("RANK", "0") == "0"
-
-
-def _note_old_cache(uses_default_cache: bool) -> None:
-    """One line on stderr if ./.cache/ead (the cache before ead.paths) exists and is not the one in use."""
-    import sys
-
-    from ead.paths import cache_dir, old_local_cache_note
-
-    note = old_local_cache_note(cache_dir()) if uses_default_cache else None
-    if note:
-        print(note, file=sys.stderr)
 
 
 def _print_summary(run_dir) -> None:
