@@ -95,8 +95,7 @@ def test_math_grader_is_picklable_and_registered():
 
 
 def test_registry_countdown_is_lazy(monkeypatch):
-    # monkeypatch puts the original module back afterwards: a second copy of ead.tasks.countdown would
-    # make later isinstance(config, CountdownConfig) checks fail in modules that imported the first one
+    # restored after the test: a second copy of the module would make its classes differ from other modules' imports
     monkeypatch.delitem(sys.modules, "ead.tasks.countdown", raising=False)
     assert "countdown" in GRADERS
     assert "ead.tasks.countdown" not in sys.modules  # registering did not import it

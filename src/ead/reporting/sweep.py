@@ -27,8 +27,6 @@ Outputs in ``out``: ``report.html`` (PNGs embedded), ``figures/*.png`` (one plot
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from dataclasses import dataclass, field
@@ -671,7 +669,7 @@ def render_report(summaries: list[dict[str, Any]], out: str | Path, title: str =
                                                           numeric=False)]
         key = [plot_final(summary, KEY_METRIC, png("paired_mean16"), paired=True)]
         finals = [plot_final(summary, k, png(f"final_{k.split('/')[1].replace('@', '')}")) for k in PAIRED]
-        captions = [f"The key number: final Mean@16 of each sampler minus the baseline, paired by seed"] + [
+        captions = ["The key number: final Mean@16 of each sampler minus the baseline, paired by seed"] + [
             f"Final {k.removeprefix('eval/')} per sampler (dot: mean over seeds; bar: 95% t-interval, clipped to [0, 1])"
             for k in PAIRED]
         body += ["<h3>The finding: final metrics per sampler</h3>", page_html.figures(
