@@ -241,6 +241,19 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def _plain(value: Any) -> Any:
+    """A default as YAML can print it: typed sub-configs (``to_config``) and dataclasses become mappings."""
+    if hasattr(value, "to_config") and not isinstance(value, type):
+        return _plain(value.to_config())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _type_text(tp: Any) -> str:
     """A field's type as a user reads it: ``one of 'hf', 'vllm'`` for a Literal, ``int | None``, ``list[int]``."""
     origin = get_origin(tp)
@@ -267,10 +280,7 @@ def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, Any, st
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             rows += describe_fields(tp, prefix=f"{name}.")
             continue
-        default = getattr(defaults, f.name)
-        if dataclasses.is_dataclass(default):
-            default = dataclasses.asdict(default)
-        rows.append((name, _type_text(tp), default, docs.get(f.name, "")))
+        rows.append((name, _type_text(tp), _plain(getattr(defaults, f.name)), docs.get(f.name, "")))
     return rows
 
 
