@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from ead.reporting.sweep import build_report, load_sweep, mean_ci, moving_average, summarize
+from ead.experiments.summary import build_report, load_sweep, mean_ci, moving_average, summarize
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -124,7 +124,7 @@ def test_report_writes_a_self_contained_page_and_pngs(tmp_path, two_curves):
 
 
 def test_bands_are_clipped_to_the_metric_range(tmp_path):
-    from ead.reporting.sweep import aggregate
+    from ead.experiments.summary import aggregate
 
     sweep = load_sweep(write_sweep(tmp_path / "toy"))
     agg = aggregate(sweep.groups["fixed-1.0__grpo"], "eval/pass@16")
@@ -139,7 +139,7 @@ def test_the_page_is_a_function_of_the_summary_alone(tmp_path, monkeypatch):
     import ead.reporting.sweep as report
 
     monkeypatch.setattr(report, "CURVES", report.CURVES[2:3])
-    from ead.reporting.sweep import report_from_summary
+    from ead.experiments.summary import report_from_summary
 
     build_report([write_sweep(tmp_path / "toy")], tmp_path / "a", finding="EAD `ead` wins **here**.")
     report_from_summary(tmp_path / "a" / "summary.json", tmp_path / "b", finding="EAD `ead` wins **here**.")
@@ -149,7 +149,7 @@ def test_the_page_is_a_function_of_the_summary_alone(tmp_path, monkeypatch):
 
 
 def test_a_summary_without_curves_or_samplers_still_renders(tmp_path):
-    from ead.reporting.sweep import report_from_summary
+    from ead.experiments.summary import report_from_summary
 
     summary = summarize(load_sweep(write_sweep(tmp_path / "toy")))
     for group in summary["groups"]:

@@ -38,7 +38,8 @@ def test_panels_use_the_largest_k_and_drop_pass_at_1_which_equals_mean_at_k(tmp_
 
 def test_report_shows_config_schedule_and_behaviour_temperature(tmp_path):
     run_dir = write_run(tmp_path / "r")
-    text = write_training_report(run_dir).read_text()
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    text = write_training_report(run_dir, records).read_text()
     assert (run_dir / "training_curves.png").stat().st_size > 1000
     assert "Resolved config" in text and "max_new_tokens: 16" in text and "tau_max: 1.2" in text
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", text)

@@ -69,7 +69,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     print(f"ead sweep: {len(result.done)} finished now, {len(result.skipped)} already done, "
           f"{len(result.failed)} failed{': ' + ', '.join(result.failed) if result.failed else ''}")
     if args.report:
-        from ead.reporting.sweep import build_report
+        from ead.experiments.summary import build_report
 
         print(f"report: {build_report([config.out_dir], args.report)}")
     return 0 if result.ok else 1
@@ -79,7 +79,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ead.config import ConfigError
-    from ead.reporting.sweep import build_report, report_from_summary
+    from ead.experiments.summary import build_report, report_from_summary
 
     if bool(args.run_dirs) == bool(args.from_summary):
         raise ConfigError("ead report needs either sweep directories or --from-summary SUMMARY_JSON (not both)")

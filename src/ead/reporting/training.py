@@ -3,7 +3,9 @@
 Read top to bottom the page says what ran (the resolved config), what EAD changed (the behaviour
 temperature by position at a few steps, from the saved schedule, and its mean over training, from
 ``metrics.jsonl``), then one figure per metric and the first/last value of every logged metric.
-Written by ``ead train`` after training (the trainer itself never imports reports).
+Written by ``ead train`` after training: the command reads ``metrics.jsonl`` (with the trainer's
+reader) and passes the records here, so reports import nothing from the trainer and the trainer
+nothing from reports.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ead.reporting import html as page_html
-from ead.training.logger import read_metrics
 
 __all__ = ["panels", "plot_training_curves", "schedule_steps", "write_training_report"]
 
@@ -153,12 +154,15 @@ def _metric_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def write_training_report(run_dir: Path) -> Path:
-    """``training_curves.png``, ``report/*.png`` (one plot each) and ``report.html`` in ``run_dir``."""
+def write_training_report(run_dir: Path, records: list[dict[str, Any]]) -> Path:
+    """``training_curves.png``, ``report/*.png`` (one plot each) and ``report.html`` in ``run_dir``.
+
+    ``records`` are the run's ``metrics.jsonl`` lines (``ead.training.logger.read_metrics``); the
+    resolved config is read from ``run_dir/config.yaml``.
+    """
     import yaml
 
     run_dir = Path(run_dir)
-    records = read_metrics(run_dir / "metrics.jsonl")
     config_file = run_dir / "config.yaml"
     config_text = config_file.read_text() if config_file.is_file() else ""
     config = yaml.safe_load(config_text) or {} if config_text else {}

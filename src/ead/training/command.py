@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     run_dir = train(config, resume=args.resume)
     if _is_main_process():  # the report is the CLI's job: the trainer never imports reporting (no import circle)
         from ead.reporting.training import write_training_report
+        from ead.training.logger import read_metrics
 
-        write_training_report(run_dir)
+        write_training_report(run_dir, read_metrics(run_dir / "metrics.jsonl"))
         _print_summary(run_dir)
     return 0
 
