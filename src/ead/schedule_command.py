@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
         schedule = schedule_from_dict(spec)
     except ScheduleError as exc:
         raise ConfigError(f"ead schedule {' '.join(args.params)}: {exc}") from None
+    if getattr(schedule, "needs_logits", False):
+        raise ConfigError(f"schedule {schedule.name!r} sets each token's temperature from the model's logits, so it "
+                          "has no curve over positions to print; see docs/exploration_methods.md")
     positions = torch.arange(args.length)
     curves = {step: schedule.temperatures(positions, step) for step in args.steps}
     every = args.every or max(1, args.length // 20)

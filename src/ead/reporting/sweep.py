@@ -218,7 +218,8 @@ def plot_schedule(summary: dict[str, Any], step: int, out_png: Path) -> Path | N
     specs = {}
     for group in summary["groups"]:
         sampler = group.get("sampler") or {}
-        if sampler.get("schedule") and _group_label(group) not in specs:
+        if (sampler.get("schedule") and _group_label(group) not in specs
+                and not getattr(schedule_from_dict(sampler["schedule"]), "needs_logits", False)):  # no curve over t
             specs[_group_label(group)] = (sampler["schedule"], int(sampler.get("max_new_tokens") or 24))
     if not specs:
         return None

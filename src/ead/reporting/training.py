@@ -31,6 +31,8 @@ CURVES = [
     ("response/length_mean", "response length (tokens)"),
     ("is/truncated_frac", "share of importance weights truncated at C"),
     ("is/kl_behaviour_to_pi", "KL(mu || pi_old) estimate per token"),
+    ("cov/mean", "token covariance Cov(A, log pi) (Clip-/KL-Cov)"),  # panels of absent metrics are skipped
+    ("siren/entropy_masked", "SIREN masked nucleus entropy"),
 ]
 TEMPERATURE_KEY = "behaviour/temperature_mean"
 UNIT_RANGE = ("reward/", "eval/pass", "eval/mean", "eval/worst", "eval/maj")
@@ -95,6 +97,8 @@ def _plot_schedule(config: dict[str, Any], records: list[dict[str, Any]], out_pn
     if not sampling.get("schedule"):
         return None
     schedule = schedule_from_dict(sampling["schedule"])
+    if getattr(schedule, "needs_logits", False):  # entropy-adaptive: tau depends on the logits, no curve over t
+        return None
     positions = torch.arange(int(sampling.get("max_new_tokens") or 24))
     plt = page_html.pyplot()
     fig, ax = plt.subplots(figsize=page_html.FIGSIZE)
