@@ -26,7 +26,6 @@ OPTIONAL_ENGINES = {"vllm", "sglang", "verl", "trl"}
 ALLOWED_EDGES: set[tuple[str, str]] = {
     ("engines", "integrations"),  # engines.build_engine -> integrations.vllm_engine (speed: ead/rollout/)
     ("integrations", "engines"),  # integrations.vllm_engine -> engines.VLLMOptions (speed: ead/rollout/)
-    ("reporting", "training"),  # reporting.training -> training.logger (ux: reporting in one place)
 }
 
 

@@ -13,5 +13,6 @@ fork_pid=$!
 status=0
 wait $default_pid || status=1
 wait $fork_pid || status=1
-ead report runs/sweep_default runs/sweep_fork --out docs/results --command "bash docs/results/reproduce.sh" || status=1
+ead report runs/sweep_default runs/sweep_fork --out docs/results --finding docs/results/finding.md \
+  --command "bash docs/results/reproduce.sh" || status=1
 exit $status

@@ -15,7 +15,11 @@ parsed once at load, and the command uses the parsed object.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import re
+import textwrap
 import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -24,11 +28,42 @@ import yaml
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "apply_overrides", "config_from_dict", "config_to_dict", "load_config", "parse_override"]
+__all__ = ["ConfigError", "apply_overrides", "config_from_dict", "config_to_dict", "describe_fields", "field_docs",
+           "load_config", "parse_override", "read_config_file", "yaml_load"]
 
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 plus YAML 1.2's floats: ``1e-6`` and ``2E5`` are numbers (1.1 wants ``1.0e-6``)."""
+
+
+# Appended after the stock float resolver, so it only sees what that one did not take: exponents without a dot.
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` that reads ``1e-6`` as a float, the same in files and on the command line."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def read_config_file(path: str | Path, what: str = "config sections") -> dict[str, Any]:
+    """The mapping in a YAML file, or a :class:`ConfigError` naming the file and the problem."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; give the YAML file inside it")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of {what}")
+    return loaded
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -39,15 +74,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = yaml_load(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: cannot parse value: {exc}") from exc
-    # YAML reads "1e-5" as a string (it wants "1.0e-5"); users mean a number.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(ch in value.lower() for ch in ".e") else value
-        except ValueError:
-            pass
     return key.split("."), value
 
 
@@ -192,15 +221,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     data: dict[str, Any] = _merge(config_to_dict(cls()), base or {})
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of config sections")
-        data = _merge(data, loaded)
+        data = _merge(data, read_config_file(path))
     data = apply_overrides(data, overrides or [])
     try:
         return config_from_dict(cls, data)
@@ -225,3 +246,77 @@ def require(condition: bool, field: str, message: str) -> None:
     if not condition:
         raise ConfigError(f"{field} {message}")
 
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> the docstring written under it in the class body (how every config field is documented)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _plain(value: Any) -> Any:
+    """A default as YAML can print it: typed sub-configs (``to_config``) and dataclasses become mappings."""
+    if hasattr(value, "to_config") and not isinstance(value, type):
+        return _plain(value.to_config())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_text(tp: Any) -> str:
+    """A field's type as a user reads it: ``one of 'hf', 'vllm'`` for a Literal, ``int | None``, ``list[int]``."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in get_args(tp))
+    if origin in (list, tuple, dict):
+        return f"{origin.__name__}[{', '.join(_type_text(a) for a in get_args(tp))}]" if get_args(tp) else origin.__name__
+    return "null" if tp is type(None) else ("any" if tp is Any else _type_name(tp))
+
+
+def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """``(dotted name, type, default, docstring)`` of every field of config dataclass ``cls``, nested sections expanded."""
+    hints = get_type_hints(cls)
+    docs = field_docs(cls)
+    defaults = cls()
+    rows: list[tuple[str, str, Any, str]] = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        name = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            rows += describe_fields(tp, prefix=f"{name}.")
+            continue
+        rows.append((name, _type_text(tp), _plain(getattr(defaults, f.name)), docs.get(f.name, "")))
+    return rows
+
+
+def format_fields(cls: type) -> str:
+    """:func:`describe_fields` as text: one block per field (name, type, default, then the doc indented)."""
+    out = []
+    for name, type_name, default, doc in describe_fields(cls):
+        out.append(f"{name}: {type_name} = {yaml.safe_dump(default, default_flow_style=True, width=10**6).strip().removesuffix('...').strip()}")
+        if doc:
+            out.append(textwrap.fill(doc, width=100, initial_indent="    ", subsequent_indent="    "))
+    return "\n".join(out) + "\n"
+
+
+def dump_config(config: Any) -> str:
+    """The resolved config as YAML (the same text a run saves as ``config.yaml``)."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)

@@ -25,16 +25,18 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ead.schedules import schedule_from_dict
+    from ead.config import ConfigError
+    from ead.schedules import ScheduleError, schedule_from_dict
 
     spec = {"name": "ead"}
     for text in args.params:
         path, value = parse_override(text)
         spec[".".join(path)] = value
-    schedule = schedule_from_dict(spec)
-    if schedule.needs_logits:
-        from ead.config import ConfigError
-
+    try:
+        schedule = schedule_from_dict(spec)
+    except ScheduleError as exc:
+        raise ConfigError(f"ead schedule {' '.join(args.params)}: {exc}") from None
+    if getattr(schedule, "needs_logits", False):
         raise ConfigError(f"schedule {schedule.name!r} sets each token's temperature from the model's logits, so it "
                           "has no curve over positions to print; see docs/exploration_methods.md")
     positions = torch.arange(args.length)
@@ -62,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         ax.set_title(schedule.name)
         ax.legend()
         fig.tight_layout()
+        from pathlib import Path
+
+        Path(args.png).parent.mkdir(parents=True, exist_ok=True)  # `--png plots/tau.png` into a new folder
         fig.savefig(args.png, dpi=120)
         plt.close(fig)
         print(f"wrote {args.png}")

@@ -25,7 +25,6 @@ def test_training_runs_and_logs_every_metric(tiny_model_dir, tmp_path):
     assert any(k.startswith("entropy/pos_") for k in step)
     assert step["policy/updates"] == 4.0  # 16 responses / 8 per mini-batch * 2 epochs
     assert step["rollouts_consumed"] == 32
-    assert (run_dir / "training_curves.png").stat().st_size > 1000 and (run_dir / "report.html").exists()
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_000004"
 
 

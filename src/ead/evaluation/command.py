@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import yaml
-
 PAPER_BASELINES = [{"name": "fixed", "tau": 0.6}, {"name": "fixed", "tau": 1.0}, {"name": "fixed", "tau": 1.2}]
 """The fixed temperatures the EAD paper compares against."""
 
 
 def parse_schedule_spec(text: str) -> dict[str, Any]:
     """``"fixed:tau=0.6"`` -> ``{"name": "fixed", "tau": 0.6}``; ``"ead"`` -> ``{"name": "ead"}``."""
-    from ead.config import ConfigError
+    from ead.config import ConfigError, yaml_load
 
     name, _, params = text.partition(":")
     spec: dict[str, Any] = {"name": name.strip()}
@@ -30,7 +28,7 @@ def parse_schedule_spec(text: str) -> dict[str, Any]:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise ConfigError(f"--schedule {text!r}: expected name:key=value,key=value")
-        spec[key.strip()] = yaml.safe_load(value)
+        spec[key.strip()] = yaml_load(value)
     return spec
 
 
@@ -62,30 +60,24 @@ def register(subparsers) -> None:
     parser.add_argument("--engine", choices=["hf", "vllm"],
                         help="what samples: hf (transformers generate, default) or vllm (needs ead-rlvr[vllm]; "
                              "engine settings as vllm.<field>=value overrides)")
+    parser.add_argument("--schedule-step", type=int, metavar="STEP", dest="schedule_step",
+                        help="training step fed to the schedules (EAD's decay length D_s grows with it); default: "
+                             "the checkpoint's step for a trained run, else 0")
     parser.add_argument("--num-problems", type=int, help="only the first N problems")
     parser.add_argument("--output-dir", help="where records, summary and plots go")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted evaluation in --output-dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved EvalConfig as YAML and exit")
+    parser.add_argument("--list-fields", action="store_true",
+                        help="list every EvalConfig field with its type, default and documentation, and exit")
     parser.add_argument("overrides", nargs="*", help="EvalConfig key=value overrides (dotted for nested dicts)")
     parser.set_defaults(func=run)
 
 
 def _read_yaml(path: str | None) -> dict[str, Any]:
-    from pathlib import Path
+    from ead.config import read_config_file
 
-    from ead.config import ConfigError
-
-    if path is None:
-        return {}
-    if not Path(path).is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of EvalConfig fields")
-    return data
+    return {} if path is None else read_config_file(path, what="EvalConfig fields")
 
 
 def build_config(args: argparse.Namespace):
@@ -95,7 +87,8 @@ def build_config(args: argparse.Namespace):
 
     data = _read_yaml(args.config)
     flags = {"model": args.model, "dataset": args.dataset, "samples": args.samples, "k": args.k,
-             "num_problems": args.num_problems, "output_dir": args.output_dir, "engine": args.engine}
+             "num_problems": args.num_problems, "output_dir": args.output_dir, "engine": args.engine,
+             "step": getattr(args, "schedule_step", None)}
     data.update({key: value for key, value in flags.items() if value is not None})
     if str(data.get("model", "")).startswith("pretrained:"):  # a checkpoint fetched by `ead models fetch`
         from ead.modeling.pretrained import resolve_pretrained
@@ -119,13 +112,44 @@ def build_config(args: argparse.Namespace):
         schedules = PAPER_BASELINES + [ead] + [s for s in schedules if s not in PAPER_BASELINES + [ead]]
     if schedules:
         data["schedules"] = schedules
+    if isinstance(data.get("model"), str):
+        from ead.paths import check_model_reference
+
+        check_model_reference(data["model"], "--model")
     return load_config(EvalConfig, None, args.overrides, base=data)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ead.evaluation.runner import run_eval
+    from ead.config import dump_config, format_fields
+    from ead.evaluation.runner import EvalConfig, run_eval
 
+    if args.list_fields:
+        print(format_fields(EvalConfig), end="")
+        return 0
     config = build_config(args)
-    run_eval(config)
+    if args.print_config:
+        print(dump_config(config), end="")
+        return 0
+    from ead.paths import note_old_cache
+
+    note_old_cache(config.model is None and config.warm_start_cache is None)
+    summary = run_eval(config)
+    note = schedule_step_note(summary)
+    if note:
+        print(note)
     print(f"records and plots: {config.output_dir}")
     return 0
+
+
+def schedule_step_note(summary: dict[str, Any]) -> str | None:
+    """Which training step the step-aware schedules (EAD) were evaluated at, and how to choose another."""
+    from ead.evaluation.report import decay_length_tokens
+
+    step = summary.get("config", {}).get("step", 0)
+    lengths = {label: decay_length_tokens(entry["spec"], step) for label, entry in summary["schedules"].items()}
+    lengths = {label: d for label, d in lengths.items() if d is not None}
+    if not lengths:
+        return None
+    described = ", ".join(f"{label}: D = {d:.0f} tokens" for label, d in lengths.items())
+    return (f"step-aware schedules were evaluated at training step {step} ({described}); "
+            "choose another with --schedule-step N (0 = the schedule a fresh run starts with)")

@@ -118,7 +118,7 @@ class EvalConfig:
     progress: bool = True
     """Show a progress bar."""
     warm_start_cache: str | None = None
-    """Cache of the built-in tiny model (None: ``$EAD_CACHE_DIR`` or ``~/.cache/ead``)."""
+    """Cache of the built-in tiny model (None: ``$EAD_CACHE_DIR`` or ``~/.cache/ead``, see ead.paths.cache_dir)."""
 
     def __post_init__(self) -> None:
         require(self.samples >= 1, "samples", "must be >= 1")
@@ -191,7 +191,10 @@ def resolve_model_path(model: str) -> tuple[str, int | None]:
     """
     path = Path(model)
     if not path.is_dir():
-        return model, None  # a Hub id (or a typo, which from_pretrained reports)
+        from ead.paths import check_model_reference
+
+        check_model_reference(model, "model")  # a mistyped local path: "no such directory", not a Hub lookup
+        return model, None  # a Hub id
     if (path / "checkpoints" / "latest").is_file():
         path = path / "checkpoints" / (path / "checkpoints" / "latest").read_text().strip()
     match = re.fullmatch(r"step_(\d+)", path.name)

@@ -28,7 +28,12 @@ def register(subparsers) -> None:
         description="Build report.html (self-contained), PNGs, summary.md and summary.json from sweep "
                     "directories; several sweeps (e.g. the default and the fork task) are reported side by side.",
     )
-    report.add_argument("run_dirs", nargs="+", help="sweep output directories (each holds sweep.yaml)")
+    report.add_argument("run_dirs", nargs="*", help="sweep output directories (each holds sweep.yaml)")
+    report.add_argument("--from-summary", metavar="SUMMARY_JSON",
+                        help="rebuild the page from a summary.json that ead report wrote (nothing is rerun), e.g. "
+                             "ead report --from-summary docs/results/summary.json --out docs/results")
+    report.add_argument("--finding", metavar="FILE",
+                        help="Markdown paragraph(s) stating the finding, shown first on the page")
     report.add_argument("--out", help="output directory (default: RUN_DIR/report for one sweep, else ./report)")
     report.add_argument("--title", default="EAD vs fixed temperature", help="page title")
     report.add_argument("--command", dest="command_line", default=None,
@@ -64,7 +69,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     print(f"ead sweep: {len(result.done)} finished now, {len(result.skipped)} already done, "
           f"{len(result.failed)} failed{': ' + ', '.join(result.failed) if result.failed else ''}")
     if args.report:
-        from ead.experiments.report import build_report
+        from ead.experiments.summary import build_report
 
         print(f"report: {build_report([config.out_dir], args.report)}")
     return 0 if result.ok else 1
@@ -73,9 +78,24 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 def run_report_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ead.experiments.report import build_report
+    from ead.config import ConfigError
+    from ead.experiments.summary import build_report, report_from_summary
 
+    if bool(args.run_dirs) == bool(args.from_summary):
+        raise ConfigError("ead report needs either sweep directories or --from-summary SUMMARY_JSON (not both)")
+    finding = None
+    if args.finding:
+        if not Path(args.finding).is_file():
+            raise ConfigError(f"--finding {args.finding}: no such file")
+        finding = Path(args.finding).read_text()
+    command = args.command_line or " ".join(["ead", *sys.argv[1:]])
+    if args.from_summary:
+        if not Path(args.from_summary).is_file():
+            raise ConfigError(f"--from-summary {args.from_summary}: no such file")
+        out = args.out or str(Path(args.from_summary).parent)
+        print(f"report: {report_from_summary(args.from_summary, out, title=args.title, command=command, finding=finding)}")
+        return 0
     out = args.out or (str(Path(args.run_dirs[0]) / "report") if len(args.run_dirs) == 1 else "report")
-    page = build_report(args.run_dirs, out, title=args.title, command=args.command_line or " ".join(["ead", *sys.argv[1:]]))
+    page = build_report(args.run_dirs, out, title=args.title, command=command, finding=finding)
     print(f"report: {page}")
     return 0

@@ -6,7 +6,7 @@ whose config is built, in this order (later wins):
     defaults <- algorithm preset <- recipe YAML <- base overrides <- axis overrides <- seed overrides
 
 then the sweep forces ``output.dir`` (the cell's run dir), ``model.num_threads``,
-``model.warm_start_cache`` (one cache shared by all cells) and ``output.progress=false``.
+``model.warm_start_cache`` (when set; by default every cell uses ``ead.paths.cache_dir()``) and ``output.progress=false``.
 So the budget (steps, prompts, samples per prompt, eval size) lives in ``base`` and is the
 same for every cell; an axis value only says what differs (a schedule, a flag).
 
@@ -104,8 +104,9 @@ class SweepConfig:
     """Cells run at a time (one process each): the number of CPU cores to use."""
     threads_per_cell: int = 1
     """``model.num_threads`` (and OMP/MKL threads) of every cell."""
-    warm_start_cache: str = ".cache/ead"
-    """Warm-start cache shared by all cells; warmed once before any cell starts."""
+    warm_start_cache: str | None = None
+    """Warm-start cache shared by all cells, warmed once before any cell starts; None: the one cache of every
+    command (``$EAD_CACHE_DIR`` or ``~/.cache/ead``, ead.paths.cache_dir)."""
     base_eval: BaseEvalSection = field(default_factory=BaseEvalSection)
     """Inference-time pass@N / maj@N of the base model."""
     report: ReportSection = field(default_factory=ReportSection)
@@ -145,8 +146,8 @@ class SweepConfig:
             group = SEP.join([*labels.values(), algorithm])
             cell_id = f"{group}{SEP}s{seed}"
             run_dir = Path(self.out_dir) / "cells" / cell_id
-            forced = [f"output.dir={run_dir}", f"model.num_threads={self.threads_per_cell}",
-                      f"model.warm_start_cache={self.warm_start_cache}", "output.progress=false"]
+            cache = [] if self.warm_start_cache is None else [f"model.warm_start_cache={self.warm_start_cache}"]
+            forced = [f"output.dir={run_dir}", f"model.num_threads={self.threads_per_cell}", *cache, "output.progress=false"]
             out.append(Cell(cell_id, group, labels, algorithm, seed, overrides + forced, run_dir))
         return out
 

@@ -180,8 +180,10 @@ def cache_key(task_config: CountdownConfig, model_config: TinyModelConfig, sft_c
 
 
 def default_cache_dir() -> Path:
-    """``$EAD_CACHE_DIR`` if set, else ``~/.cache/ead``."""
-    return Path(os.environ.get("EAD_CACHE_DIR") or Path.home() / ".cache" / "ead")
+    """``$EAD_CACHE_DIR`` if set, else ``~/.cache/ead`` (:func:`ead.paths.cache_dir`, the one cache of every command)."""
+    from ead.paths import cache_dir
+
+    return cache_dir()
 
 
 def _is_complete(path: Path) -> bool:

@@ -11,31 +11,82 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
         help="RLVR training with EAD rollouts (default: built-in Countdown task and tiny model)",
-        description="Train a policy with GRPO/DAPO and EAD sampling. Overrides are dotted: "
-                    "train.steps=100 sampling.schedule.tau_max=1.4 output.dir=runs/x",
+        description="Train a policy with GRPO/DAPO and EAD sampling. Overrides are dotted and may come "
+                    "anywhere on the line: train.steps=100 sampling.schedule.tau_max=1.4 output.dir=runs/x. "
+                    "Every field, its type, default and meaning: ead train --list-fields; the resolved config: "
+                    "ead train ... --print-config.",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--config", help="YAML file of TrainConfig sections")
-    source.add_argument("--recipe", help="a recipe shipped with ead: qwen2.5-math-1.5b-paper (the paper's setting, "
-                                         "GPU) or smollm2-135m-cpu (SmolLM2-135M-Instruct on CPU); see docs/real_models.md")
-    parser.add_argument("--algorithm", choices=sorted(ALGORITHM_PRESETS), help="algorithm preset applied before the recipe")
+    source.add_argument("--config", metavar="RECIPE",
+                        help="YAML file of TrainConfig sections, or the name of a recipe shipped with ead: "
+                             f"{', '.join(builtin_train_recipes())}")
+    source.add_argument("--recipe", help="a recipe shipped with ead, by name (the same list as --config); see "
+                                         "docs/real_models.md for the real-model ones")
+    parser.add_argument("--algorithm", choices=sorted(ALGORITHM_PRESETS),
+                        help="algorithm preset applied before the recipe (algorithm.name in a recipe selects it too)")
     parser.add_argument("--resume", action="store_true", help="continue from output.dir's latest checkpoint")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the run already in output.dir (metrics, checkpoints, plots, config.yaml) "
                              "and start over; without it an existing run is refused")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (defaults <- preset <- recipe <- overrides) as YAML and exit")
+    parser.add_argument("--list-fields", action="store_true",
+                        help="list every config field with its type, default and documentation, and exit")
     parser.add_argument("overrides", nargs="*", help="key.path=value overrides")
     parser.set_defaults(func=run)
 
 
+def builtin_train_recipes() -> list[str]:
+    """Names of the packaged ``ead train`` recipes (``src/ead/recipes/train_*.yaml``)."""
+    from importlib import resources
+
+    folder = resources.files("ead") / "recipes"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.startswith("train_")
+                  and p.name.endswith(".yaml"))
+
+
+def resolve_train_recipe(name: str | None) -> str | None:
+    """A YAML path as given, or the path of the built-in recipe of that name."""
+    from importlib import resources
+    from pathlib import Path
+
+    if name is None or Path(name).exists() or name.removesuffix(".yaml") not in builtin_train_recipes():
+        return name
+    return str(resources.files("ead") / "recipes" / f"{name.removesuffix('.yaml')}.yaml")
+
+
 def run(args: argparse.Namespace) -> int:
-    from ead.training.config import load_train_config, recipe_path
+    from ead.config import dump_config, format_fields
+    from ead.training.config import TrainConfig, load_train_config, recipe_path
+
+    if args.list_fields:
+        print(format_fields(TrainConfig), end="")
+        return 0
+    path = recipe_path(args.recipe) if args.recipe else resolve_train_recipe(args.config)
+    config = load_train_config(path, args.overrides, algorithm=args.algorithm)
+    if args.print_config:
+        print(dump_config(config), end="")
+        return 0
     from ead.training.trainer import train
 
-    path = recipe_path(args.recipe) if args.recipe else args.config
-    config = load_train_config(path, args.overrides, algorithm=args.algorithm)
+    from ead.paths import note_old_cache
+
+    note_old_cache(config.model.path is None and config.model.warm_start_cache is None)
     run_dir = train(config, resume=args.resume, overwrite=args.overwrite)
-    _print_summary(run_dir)
+    if _is_main_process():  # the report is the CLI's job: the trainer never imports reporting (no import circle)
+        from ead.reporting.training import write_training_report
+        from ead.training.logger import read_metrics
+
+        write_training_report(run_dir, read_metrics(run_dir / "metrics.jsonl"))
+        _print_summary(run_dir)
     return 0
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a data-parallel launch (accelerate / torchrun set RANK), or a plain single process."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _print_summary(run_dir) -> None:

@@ -21,17 +21,12 @@ from ead.grading.sandbox import ResourceLimits
 from ead.modeling.loading import TASK_BUILDERS
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.objectives.pipeline import PG_TOKEN_SELECTIONS, POLICY_LOSSES
+from ead.paths import check_model_reference
 from ead.specs import ScheduleSpec
 from ead.tasks.countdown import DEMO_EAD_SCHEDULE, PRESETS, CountdownConfig, CountdownConfigError, preset_config
 
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
-
-
-def _looks_local(path: str) -> bool:
-    """A filesystem path rather than a Hub id ("org/name"): absolute, ./, ../, ~, or more than one '/'."""
-    return path.startswith(("/", ".", "~")) or _HUB_ID.fullmatch(path) is None
 
 
 @dataclass
@@ -48,8 +43,9 @@ class ModelSection:
     for a model given by path."""
     gradient_checkpointing: bool = False
     """Trade compute for memory on large models."""
-    warm_start_cache: str = ".cache/ead"
-    """Where the built-in model's warm start is cached (only used when path is None)."""
+    warm_start_cache: str | None = None
+    """Where the built-in model's warm start is cached (only used when path is None); None: the one cache of every
+    command, ``$EAD_CACHE_DIR`` or ``~/.cache/ead`` (see ead.paths.cache_dir)."""
     warm_start_decoy_rate: float | None = None
     """Built-in model only: share of wrong-path (decoy) chains in its supervised warm-start data; None: the
     task's default (0.1 for countdown, 0.85 for countdown-fork). Higher makes the right first step rarer for
@@ -58,9 +54,8 @@ class ModelSection:
     def __post_init__(self) -> None:
         require(_DEVICE.fullmatch(self.device) is not None, "model.device",
                 f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r} (e.g. model.device=cuda:1)")
-        require(self.path is None or not _looks_local(self.path) or Path(self.path).expanduser().exists(), "model.path",
-                f"{self.path} does not exist (it looks like a local path, so the Hub is not asked; Hub ids look "
-                "like org/name): fix the path, or leave model.path unset for the built-in model")
+        if self.path is not None:
+            check_model_reference(self.path, "model.path")
         require(self.num_threads is None or self.num_threads >= 1, "model.num_threads", "must be >= 1")
         require(self.warm_start_decoy_rate is None or 0.0 <= self.warm_start_decoy_rate <= 1.0,
                 "model.warm_start_decoy_rate", "must be in [0, 1] or null")
@@ -415,6 +410,8 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
     if algorithm is not None:
         if algorithm not in ALGORITHM_PRESETS:
             raise ConfigError(f"--algorithm {algorithm!r} is not one of {sorted(ALGORITHM_PRESETS)}")
+    algorithm = _preset_named_by(path, overrides, algorithm)
+    if algorithm is not None:
         base["algorithm"] = dict(ALGORITHM_PRESETS[algorithm])
     config = load_config(TrainConfig, path, overrides, base=base)
     check_real_model_settings(config, _explicit_keys(path, overrides or []))
@@ -526,6 +523,28 @@ def recipe_path(name: str) -> Path:
     if name not in recipes:
         raise ConfigError(f"--recipe {name!r} is not a shipped recipe; choose one of {sorted(recipes)}")
     return recipes[name]
+
+
+def _preset_named_by(path: str | Path | None, overrides: list[str] | None, flag: str | None) -> str | None:
+    """The preset to apply: ``--algorithm``, else ``algorithm.name`` of the recipe/overrides; refused if they disagree.
+
+    ``algorithm.name: dapo`` in a recipe turns DAPO on (its knobs first, then the recipe's own); a name
+    that is no preset, or differs from ``--algorithm``, is an error rather than a silent label.
+    """
+    from ead.config import apply_overrides, read_config_file
+
+    user = apply_overrides(read_config_file(path) if path is not None else {}, overrides or [])
+    section = user.get("algorithm")
+    name = section.get("name") if isinstance(section, dict) else None
+    where = "algorithm.name" + (f" (in {path})" if path is not None else "")
+    if name is None:
+        return flag
+    if name not in ALGORITHM_PRESETS:
+        raise ConfigError(f"{where} {name!r} is not an algorithm preset; use one of {sorted(ALGORITHM_PRESETS)} "
+                          "(the name selects the preset; set individual knobs under algorithm.* on top of it)")
+    if flag is not None and name != flag:
+        raise ConfigError(f"{where} is {name!r} but --algorithm is {flag!r}; drop one of them or make them agree")
+    return name
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:

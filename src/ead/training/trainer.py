@@ -268,8 +268,6 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
             logger.close()
         if progress is not None:
             progress.close()
-    if dist.is_main:
-        _write_plots(run_dir)
     return run_dir
 
 
@@ -304,7 +302,3 @@ def _advance(progress, metrics: dict[str, Any]) -> None:
     progress.update(1)
 
 
-def _write_plots(run_dir: Path) -> None:
-    from ead.reporting.training import write_training_report
-
-    write_training_report(run_dir)

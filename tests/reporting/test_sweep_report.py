@@ -2,11 +2,12 @@
 
 import json
 import math
+import re
 
 import pytest
 import yaml
 
-from ead.experiments.report import build_report, load_sweep, mean_ci, moving_average, summarize
+from ead.experiments.summary import build_report, load_sweep, mean_ci, moving_average, summarize
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -70,7 +71,7 @@ def test_correct_responses_per_run_by_hand(tmp_path):
     # seed s: sum over steps 1..4 of 8 * 0.05 * step * (s + 1) = 4 * (s + 1) -> 4, 8, 12; mean 8, sd 4
     assert stat["per_seed"] == {0: pytest.approx(4.0), 1: pytest.approx(8.0), 2: pytest.approx(12.0)}
     assert stat["mean"] == pytest.approx(8.0) and stat["ci95"] == pytest.approx(4.303 * 4 / 3 ** 0.5, abs=1e-2)
-    from ead.experiments.report import markdown_tables
+    from ead.reporting.sweep import markdown_tables
 
     assert "| fixed-1.0__grpo | 8.0 ± 9.9 | 4 / 8 / 12 |" in markdown_tables(summary)
 
@@ -94,14 +95,66 @@ def test_summary_numbers_by_hand(tmp_path):
     assert row["eval/mean@16"]["mean"] == pytest.approx(0.1) and row["eval/mean@16"]["ci95"] == pytest.approx(0.24843, abs=1e-4)
 
 
-def test_report_writes_a_self_contained_page_and_pngs(tmp_path):
+@pytest.fixture
+def two_curves(monkeypatch):
+    """Two of the eight curve metrics: every figure kind is drawn, in a third of the time."""
+    import ead.reporting.sweep as report
+
+    monkeypatch.setattr(report, "CURVES", report.CURVES[2:4])
+
+
+def test_report_writes_a_self_contained_page_and_pngs(tmp_path, two_curves):
     sweep = write_sweep(tmp_path / "toy")
     page = build_report([sweep], tmp_path / "out", command="ead sweep toy")
     text = page.read_text()
-    assert text.count("src='data:image/png;base64,") == 4 and "http" not in text
-    for name in ("toy_vs_step.png", "toy_vs_rollouts.png", "toy_schedules.png", "toy_base_inference.png"):
-        assert (tmp_path / "out" / name).stat().st_size > 5000
+    figures = re.findall(r"<figure data-axes='(\d+)'>", text)
+    # 4 final-metric figures, 2 curves x (vs step, vs rollouts), 2 schedule steps, base pass@N and maj@N
+    assert len(figures) == 4 + 4 + 2 + 2 and set(figures) == {"1"}
+    assert text.count("src='data:image/png;base64,") == len(figures) and "http" not in text
+    assert len(list((tmp_path / "out" / "figures").glob("*.png"))) == len(figures)
+    assert text.index("class='finding'") < text.index("<figure")  # the finding comes first
+    assert "`" not in text  # Markdown code spans become <code>, never literal backticks
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", text)
+    assert len(set(captions)) == len(captions)  # vs-step and vs-rollouts figures are titled apart
+    assert "+0.100 ± 0.248 (GRPO)" in text  # the key number: paired Mean@16 difference, worked out below
     md = (tmp_path / "out" / "summary.md").read_text()
     assert "| ead__grpo | 3/3 (partial) | 4 | " in md and "0.600 ± 0.248" in md
     assert "ead sweep toy" in md
     assert json.loads((tmp_path / "out" / "summary.json").read_text())[0]["name"] == "toy"
+
+
+def test_bands_are_clipped_to_the_metric_range(tmp_path):
+    from ead.experiments.summary import aggregate
+
+    sweep = load_sweep(write_sweep(tmp_path / "toy"))
+    agg = aggregate(sweep.groups["fixed-1.0__grpo"], "eval/pass@16")
+    # step 4: pass@16 = min(1, 2 * final) = 0.8, 1.0, 1.0 -> mean 0.9333, sd 0.11547, half 4.303 * 0.11547 / sqrt(3)
+    half = 4.303 * 0.11547 / math.sqrt(3)
+    assert agg["mean"][-1] == pytest.approx(0.93333, abs=1e-4)
+    assert agg["mean"][-1] + half > 1.2  # unclipped, the band would reach past 1.2
+    assert agg["high"][-1] == 1.0 and agg["low"][-1] == pytest.approx(0.93333 - half, abs=1e-3)
+
+
+def test_the_page_is_a_function_of_the_summary_alone(tmp_path, monkeypatch):
+    import ead.reporting.sweep as report
+
+    monkeypatch.setattr(report, "CURVES", report.CURVES[2:3])
+    from ead.experiments.summary import report_from_summary
+
+    build_report([write_sweep(tmp_path / "toy")], tmp_path / "a", finding="EAD `ead` wins **here**.")
+    report_from_summary(tmp_path / "a" / "summary.json", tmp_path / "b", finding="EAD `ead` wins **here**.")
+    strip = lambda path: re.sub(r"base64,[^']*", "", path.read_text())  # noqa: E731
+    assert strip(tmp_path / "a" / "report.html") == strip(tmp_path / "b" / "report.html")
+    assert "<p>EAD <code>ead</code> wins <strong>here</strong>.</p>" in strip(tmp_path / "b" / "report.html")
+
+
+def test_a_summary_without_curves_or_samplers_still_renders(tmp_path):
+    from ead.experiments.summary import report_from_summary
+
+    summary = summarize(load_sweep(write_sweep(tmp_path / "toy")))
+    for group in summary["groups"]:
+        del group["curves"], group["sampler"]
+    (tmp_path / "old.json").write_text(json.dumps([summary]))
+    text = report_from_summary(tmp_path / "old.json", tmp_path / "out").read_text()
+    assert "Per-step curves are not in this summary" in text
+    assert len(re.findall(r"<figure data-axes='1'>", text)) == 4 + 2  # final metrics, base pass@N / maj@N

@@ -1,0 +1,62 @@
+"""Report layout: cheap structural rules always; the real-browser check when Chromium is installed."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from ead.reporting import html
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "check_report_layout.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("check_report_layout", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def blank_png(path, width=792, height=429):
+    from PIL import Image
+
+    Image.new("RGB", (width, height), (255, 255, 255)).save(path)
+    return path
+
+
+def test_css_keeps_figures_inside_their_column_and_tables_in_their_box():
+    css = html.CSS.replace(" ", "").replace("\n", "")
+    assert "figureimg{width:100%;max-width:100%" in css
+    assert ".table{overflow-x:auto;max-width:100%" in css
+    assert "grid-template-columns:repeat(auto-fill,minmax(min(100%," in css
+
+
+def test_inline_turns_markdown_code_into_html_and_escapes():
+    assert html.inline("a `b<c>` **d**") == "a <code>b&lt;c&gt;</code> <strong>d</strong>"
+
+
+chromium = load_script().find_chromium()
+
+
+@pytest.mark.skipif(chromium is None, reason="no chromium on PATH (apt-get install -y chromium)")
+def test_layout_check_passes_a_good_page_and_catches_overlap_overflow_and_strips(tmp_path):
+    check = load_script()
+    png = blank_png(tmp_path / "f.png")
+    rows = [[f"group-{i}", "0.123 ± 0.045", "0.9"] for i in range(6)]
+    good = html.page("good", "<h1>t</h1><section class='finding'><p>finding</p></section>"
+                     + html.figures([html.figure(png, f"figure {i}") for i in range(4)])
+                     + html.table(rows, ["group", "a", "b"]) + html.table(rows, ["group", "a", "b"]))
+    (tmp_path / "good.html").write_text(good)
+    result = check.check_page(tmp_path / "good.html", 1400)
+    assert result["problems"] == [] and result["figures"] == 4
+    bad = html.page("bad", "<div style='position:relative'>"
+                    "<div class='table' style='position:absolute;top:0;left:0'>" + html.table(rows, ["g", "a", "b"])[19:]
+                    + "<div class='table' style='position:absolute;top:10px;left:40px'>" + html.table(rows, ["g", "a", "b"])[19:]
+                    + "</div><div style='height:400px'></div>"
+                    + "<figure data-axes='8'><img alt='strip' src='" + png.name + "'></figure>"
+                    + "<table style='width:3000px'><tr><td>a table wider than the page, outside its box</td></tr></table>")
+    (tmp_path / "bad.html").write_text(bad)
+    problems = " | ".join(check.check_page(tmp_path / "bad.html", 1400)["problems"])
+    assert "overlap: [div.table" in problems
+    assert "8 plots in one image: [strip]" in problems
+    assert "the page scrolls sideways" in problems
