@@ -48,8 +48,8 @@ def _fails_cleanly(argv, capsys, *expected):
     ("train.lr=.nan", ("train.lr", "finite")),
     ("train.max_grad_norm=.inf", ("train.max_grad_norm", "finite")),
     ("model.device=tpu", ("model.device", "'tpu'", "cuda:1")),
-    ("model.path=/nonexistent/model", ("model.path", "/nonexistent/model", "does not exist")),
-    ("model.path=./no/such/dir", ("model.path", "does not exist")),
+    ("model.path=/nonexistent/model", ("model.path", "/nonexistent/model", "no such directory")),
+    ("model.path=./no/such/dir", ("model.path", "no such directory")),
     ("output.dir=", ("output.dir", "empty")),
     ("eval.k=[]", ("eval.k", "at least one")),
     ("train.samples_per_prompt=1", ("train.samples_per_prompt", "every advantage", "grpo")),
@@ -78,7 +78,8 @@ def test_eval_on_non_utf8_jsonl_names_file_and_line(non_utf8, capsys, tiny_model
 
 def test_train_on_non_utf8_jsonl_names_file_and_line(non_utf8, capsys, tiny_model_dir, tmp_path):
     _fails_cleanly(["train", f"model.path={tiny_model_dir}", f"output.dir={tmp_path / 'run'}", "task.name=dataset",
-                    f"task.dataset.train_file={non_utf8}", f"task.dataset.eval_file={non_utf8}"],
+                    f"task.dataset.train_file={non_utf8}", f"task.dataset.eval_file={non_utf8}",
+                    "sampling.schedule={name: fixed}", "sampling.max_new_tokens=16", "train.lr=1e-4"],
                    capsys, f"{non_utf8}:2", "UTF-8")
 
 

@@ -25,6 +25,8 @@ def leaf_fields(cls, prefix=""):
     """Dotted names of every config field, found by walking the dataclasses (independently of describe_fields)."""
     names = []
     for f in dataclasses.fields(cls):
+        if not f.init:  # derived at load (e.g. task.countdown_config), not a field a user sets
+            continue
         default = getattr(cls(), f.name)
         if dataclasses.is_dataclass(default):
             names += leaf_fields(type(default), f"{prefix}{f.name}.")

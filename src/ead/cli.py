@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         if os.environ.get("EAD_DEBUG"):
             raise
-        print(f"ead {args.command}: {describe_error(exc)}\n(set EAD_DEBUG=1 to see the traceback)", file=sys.stderr)
+        print(f"ead {args.command}: {describe_error(exc)} (EAD_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2
 
 

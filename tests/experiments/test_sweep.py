@@ -195,7 +195,7 @@ def test_dry_run_catches_a_typo_in_task_dataset(tmp_path, capsys):
     data_file = tmp_path / "train.jsonl"
     data_file.write_text(json.dumps({"problem": "1+1", "answer": "2"}) + "\n")
     config = make_config(tmp_path, base=["train.steps=3", "task.name=dataset", f"task.dataset.train_file={data_file}",
-                                         "task.dataset.promt_field=question", "model.path=/nonexistent"])
+                                         "task.dataset.promt_field=question", f"model.path={tmp_path}"])
     path = tmp_path / "typo.yaml"
     import yaml
 

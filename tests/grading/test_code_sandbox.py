@@ -402,7 +402,8 @@ def test_ead_train_on_humaneval_through_the_cli(printable_model_dir, tmp_path):
             "task.dataset={train_file: humaneval, eval_file: humaneval}", "task.num_eval_problems=2",
             "train.steps=1", "train.prompts_per_step=2", "train.samples_per_prompt=2", "train.mini_batch_size=4",
             "train.micro_batch_size=4", "sampling.max_new_tokens=4", "eval.every=1", "eval.samples=2", "eval.k=[1,2]",
-            "output.save_every=0", "output.progress=false", "model.num_threads=1", "grading.workers=1"]
+            "output.save_every=0", "output.progress=false", "model.num_threads=1", "grading.workers=1",
+            "sampling.schedule={name: fixed}", "train.lr=1e-4"]
     assert main(argv) == 0
     records = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in records] == [0, 1]

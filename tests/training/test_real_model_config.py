@@ -40,7 +40,7 @@ def test_paper_recipe_validates_without_loading_the_model():
     assert config.train.micro_batch_size <= 4 and config.algorithm.importance_correction
     assert config.sampling.schedule["unit"] == 20.0 and config.sampling.schedule["d0"] == 25.0
     assert "GB" in recipe_path("qwen2.5-math-1.5b-paper").read_text()  # states its expected memory
-    assert set(train_recipes()) == {"qwen2.5-math-1.5b-paper", "smollm2-135m-cpu"}
+    assert set(train_recipes()) == {"dapo-fork", "qwen2.5-math-1.5b-paper", "smollm2-135m-cpu"}
 
 
 def test_smollm2_recipe_names_the_fetch_command_when_not_cached(tmp_path, monkeypatch):

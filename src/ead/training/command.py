@@ -37,22 +37,22 @@ def register(subparsers) -> None:
 
 
 def builtin_train_recipes() -> list[str]:
-    """Names of the packaged ``ead train`` recipes (``src/ead/recipes/train_*.yaml``)."""
-    from importlib import resources
+    """Names of the recipes shipped with ead (``src/ead/recipes/train/*.yaml``)."""
+    from ead.training.config import train_recipes
 
-    folder = resources.files("ead") / "recipes"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.startswith("train_")
-                  and p.name.endswith(".yaml"))
+    return sorted(train_recipes())
 
 
 def resolve_train_recipe(name: str | None) -> str | None:
-    """A YAML path as given, or the path of the built-in recipe of that name."""
-    from importlib import resources
+    """A YAML path as given, or the path of the shipped recipe of that name (a file of that name wins)."""
     from pathlib import Path
 
-    if name is None or Path(name).exists() or name.removesuffix(".yaml") not in builtin_train_recipes():
+    from ead.training.config import train_recipes
+
+    recipes = train_recipes()
+    if name is None or Path(name).exists() or name.removesuffix(".yaml") not in recipes:
         return name
-    return str(resources.files("ead") / "recipes" / f"{name.removesuffix('.yaml')}.yaml")
+    return str(recipes[name.removesuffix(".yaml")])
 
 
 def run(args: argparse.Namespace) -> int:
