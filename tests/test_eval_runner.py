@@ -89,7 +89,7 @@ def test_records_summary_and_plots(reference):
 
 def test_resume_after_interruption_redoes_nothing_and_matches(tiny_model_dir, dataset, reference, tmp_path,
                                                             monkeypatch):
-    from ead.engines import HFEngine
+    from ead.rollout.hf import HFEngine
 
     full_dir, full_summary = reference
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ead.config import ConfigError, require
-from ead.engines import RolloutEngine, VLLMOptions, build_engine
+from ead.rollout import RolloutEngine, VLLMOptions, build_engine
 from ead.schedules import ScheduleError, schedule_from_dict
 from ead.tasks.base import Grader, Problem
 
@@ -89,7 +89,7 @@ class EvalConfig:
     """What samples: 'hf' (transformers ``generate``) or 'vllm' (``pip install 'ead-rlvr[vllm]'``; records then
     lack log pi at temperature 1 and its entropy, which vLLM cannot return in the same pass)."""
     vllm: dict[str, Any] = field(default_factory=dict)
-    """For engine='vllm': fields of :class:`ead.engines.VLLMOptions` (gpu_memory_utilization, dtype, ...)."""
+    """For engine='vllm': fields of :class:`ead.rollout.VLLMOptions` (gpu_memory_utilization, dtype, ...)."""
     seed: int = 0
     """Base seed; each block's seed is derived from it and the block's uids."""
     device: str = "auto"

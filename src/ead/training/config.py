@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ead.config import ConfigError, config_from_dict, load_config, require
-from ead.engines import VLLMOptions
+from ead.rollout.options import VLLMOptions
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.schedules import ScheduleError, schedule_from_dict
 
@@ -91,7 +91,7 @@ class SamplingSection:
     """What samples rollouts: 'hf' = generate() on the training model; 'vllm' = a vLLM engine colocated in
     this process (``pip install 'ead-rlvr[vllm]'``), weights copied into it after every update."""
     vllm: dict[str, Any] = field(default_factory=dict)
-    """For engine='vllm': fields of ead.engines.VLLMOptions (gpu_memory_utilization, max_model_len, dtype, ...)."""
+    """For engine='vllm': fields of ead.rollout.VLLMOptions (gpu_memory_utilization, max_model_len, dtype, ...)."""
 
     def __post_init__(self) -> None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ead.engines import RolloutEngine
+from ead.rollout import RolloutEngine
 from ead.metrics import problem_metrics
 from ead.schedules import Schedule
 from ead.tasks.base import Problem

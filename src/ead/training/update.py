@@ -18,7 +18,7 @@ from ead.objectives import (
     sequence_logprobs_and_entropy,
     truncated_importance_weights,
 )
-from ead.sampling import Rollouts
+from ead.rollout import Rollouts
 
 
 @dataclass(frozen=True)
