@@ -84,9 +84,10 @@ class EvalConfig:
     problems_per_batch: int = 1
     """Problems sampled together (one seed per block); larger is faster on GPUs, changes the samples."""
     generation_batch_size: int = 256
-    """Rows per ``generate`` call (hf engine)."""
-    engine: Literal["hf", "vllm"] = "hf"
-    """What samples: 'hf' (transformers ``generate``) or 'vllm' (``pip install 'ead-rlvr[vllm]'``; records then
+    """Rows per ``generate`` call (auto, lean and hf engines)."""
+    engine: Literal["auto", "lean", "hf", "vllm"] = "auto"
+    """What samples: 'auto' ('lean' when it supports the model, else 'hf'), 'lean' (ead's KV-cached decoding
+    loop, Llama/Qwen-family models), 'hf' (transformers ``generate``) or 'vllm' (``pip install 'ead-rlvr[vllm]'``; records then
     lack log pi at temperature 1 and its entropy, which vLLM cannot return in the same pass)."""
     vllm: dict[str, Any] = field(default_factory=dict)
     """For engine='vllm': fields of :class:`ead.rollout.VLLMOptions` (gpu_memory_utilization, dtype, ...)."""
@@ -264,7 +265,7 @@ def _load_engine(config: EvalConfig, path: str, tokenizer: Any) -> RolloutEngine
     from transformers import AutoModelForCausalLM
 
     model = None
-    if config.engine == "hf":
+    if config.engine != "vllm":  # auto, lean and hf sample from a model loaded here
         device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
                               else "cpu" if config.device == "auto" else config.device)
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]

@@ -3,8 +3,12 @@
 Training and evaluation ask an engine for :class:`~ead.rollout.rollouts.Rollouts` and, after
 each policy update, tell it the new weights. The engines:
 
+* ``lean`` (:mod:`ead.rollout.lean`): a hand-written decoding loop with a preallocated KV cache
+  on the training model itself, for Llama/Qwen-family models (several times faster than
+  ``generate`` on small models);
 * ``hf`` (:mod:`ead.rollout.hf`): Hugging Face ``generate`` on the training model itself (any
-  causal LM; the sampler can also record log pi_old at temperature 1 from its own logits);
+  causal LM); both of these can also record log pi_old at temperature 1 from their own logits;
+* ``auto`` (the default): ``lean`` when it supports the model, else ``hf``;
 * ``vllm`` (:mod:`ead.rollout.vllm`): a vLLM engine colocated in this process, sampling with
   the EAD logits processor and returning ``log mu(y_t)`` as processed log-probs; weights are
   copied into it after every update.
@@ -28,7 +32,7 @@ if TYPE_CHECKING:  # engines import transformers / vllm; configs import this mod
 
 __all__ = ["ENGINES", "RolloutEngine", "build_engine"]
 
-ENGINES = ("hf", "vllm")
+ENGINES = ("auto", "lean", "hf", "vllm")
 
 
 class RolloutEngine(Protocol):
@@ -64,7 +68,15 @@ class RolloutEngine(Protocol):
 
 def build_engine(name: str, *, model=None, model_path: str | None = None, tokenizer=None, batch_size: int = 256,
                  vllm_options: VLLMOptions | None = None, seed: int = 0) -> RolloutEngine:
-    """The engine called ``name``: ``hf`` samples from ``model``; ``vllm`` loads ``model_path`` into vLLM."""
+    """The engine called ``name``: ``auto``/``lean``/``hf`` sample from ``model``; ``vllm`` loads ``model_path``."""
+    if name in ("auto", "lean"):
+        from ead.rollout.lean import LeanEngine, supports
+
+        if model is None:
+            raise ValueError(f"the {name} engine needs the model")
+        if name == "lean" or supports(model) is None:
+            return LeanEngine(model, tokenizer, batch_size=batch_size)
+        name = "hf"  # auto: a model the lean loop cannot drive falls back to generate()
     if name == "hf":
         from ead.rollout.hf import HFEngine
 

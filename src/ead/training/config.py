@@ -86,9 +86,11 @@ class SamplingSection:
     top_p: float | None = None
     """Optional nucleus threshold after the temperature (None = off)."""
     generation_batch_size: int = 256
-    """Rows per generate() call (hf engine)."""
-    engine: Literal["hf", "vllm"] = "hf"
-    """What samples rollouts: 'hf' = generate() on the training model; 'vllm' = a vLLM engine colocated in
+    """Rows per generate() call (auto, lean and hf engines)."""
+    engine: Literal["auto", "lean", "hf", "vllm"] = "auto"
+    """What samples rollouts: 'auto' = 'lean' when it supports the model (Llama/Qwen2/Qwen3/Mistral), else 'hf';
+    'lean' = ead's own KV-cached decoding loop on the training model; 'hf' = generate() on the training model;
+    'vllm' = a vLLM engine colocated in
     this process (``pip install 'ead-rlvr[vllm]'``), weights copied into it after every update."""
     vllm: dict[str, Any] = field(default_factory=dict)
     """For engine='vllm': fields of ead.rollout.VLLMOptions (gpu_memory_utilization, max_model_len, dtype, ...)."""
@@ -260,8 +262,8 @@ class TrainConfig:
                 "train.mini_batch_size", f"must divide prompts_per_step * samples_per_prompt = {rollouts}")
         require(self.train.samples_per_prompt >= 2 or self.algorithm.advantage != "rloo",
                 "train.samples_per_prompt", "must be >= 2 for RLOO")
-        require(self.sampling.engine == "hf" or self.algorithm.old_logprobs != "sampler", "algorithm.old_logprobs",
-                f"'sampler' needs sampling.engine='hf' ({self.sampling.engine} cannot record log pi at temperature 1 "
+        require(self.sampling.engine != "vllm" or self.algorithm.old_logprobs != "sampler", "algorithm.old_logprobs",
+                f"'sampler' needs sampling.engine='hf' or 'lean' ({self.sampling.engine} cannot record log pi at temperature 1 "
                 "while sampling); use 'recompute' or 'auto'")
 
 

@@ -127,9 +127,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         micro_batch_size=config.train.micro_batch_size,
         max_grad_norm=config.train.max_grad_norm,
     )
-    if config.sampling.engine != "hf" and dist.world_size > 1:
+    if config.sampling.engine == "vllm" and dist.world_size > 1:
         raise ConfigError(f"sampling.engine={config.sampling.engine!r} runs one colocated engine per machine; "
-                          "data-parallel runs sample with 'hf' (or use the verl recipe, docs/integrations.md)")
+                          "data-parallel runs sample with 'auto', 'lean' or 'hf' (or use the verl recipe, docs/integrations.md)")
     # The engine starts from the weights just loaded (a checkpoint's when resuming) and gets every update.
     engine = build_engine(config.sampling.engine, model=policy, model_path=policy.name_or_path, tokenizer=tokenizer,
                           batch_size=config.sampling.generation_batch_size,
