@@ -148,3 +148,38 @@ def test_auto_picks_lean_for_supported_models_and_hf_for_others(spread_model, ti
     assert isinstance(build_engine("auto", model=gpt2, tokenizer=tiny_tokenizer), HFEngine)
     with pytest.raises(ValueError, match="lean engine cannot sample from this model: model_type 'gpt2'"):
         build_engine("lean", model=gpt2, tokenizer=tiny_tokenizer)
+
+
+def _architecture(kind: str, vocab: int):
+    import transformers
+
+    common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    if kind == "llama":
+        config = transformers.LlamaConfig(**common, attention_bias=True, tie_word_embeddings=True)
+    elif kind == "qwen3":
+        config = transformers.Qwen3Config(**common, head_dim=16)
+    else:
+        config = transformers.MistralConfig(**common, sliding_window=None)
+    torch.manual_seed(0)
+    return transformers.AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen3", "mistral"])
+def test_lean_decoder_logits_equal_the_models_own_forward(kind, one_thread):
+    from ead.rollout.lean import LeanDecoder
+
+    model = _architecture(kind, vocab=40)
+    assert supports(model) is None
+    ids = torch.randint(2, 40, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # left padding
+    mask[1, :1] = 0
+    decoder = LeanDecoder(model, max_length=9)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        got = [decoder(ids[:, :6], positions[:, :6], mask)]  # prefill 6, then one token at a time
+        got += [decoder(ids[:, j : j + 1], positions[:, j : j + 1], mask) for j in range(6, 9)]
+        want = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, 5:]  # (3, 4, V)
+    for j, logits in enumerate(got):
+        torch.testing.assert_close(logits, want[:, j], atol=1e-5, rtol=0)

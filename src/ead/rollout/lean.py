@@ -1,13 +1,15 @@
 """The ``lean`` engine: a hand-written decoding loop for small Llama/Qwen-family models.
 
 For the small models this project trains on a CPU (the built-in ~1M-parameter Llama, 0.1-0.5B
-checkpoints), Hugging Face ``generate`` spends most of a step outside the model: logits
-processors, stopping criteria, and a KV cache that grows by ``torch.cat`` (every step copies the
-whole cache). This loop keeps only what sampling needs:
+checkpoints), Hugging Face ``generate`` spends most of a step outside the matrix products:
+logits processors, stopping criteria, per-layer mask and cache dispatch, and a KV cache that
+grows by ``torch.cat`` (every step copies the whole cache). This loop keeps only what sampling
+needs:
 
-* a **preallocated KV cache** (:class:`PreallocatedLayer`): one ``(B, heads, P + T, head_dim)``
-  buffer per layer, written in place; attention reads a view of the filled part;
-* per step: one forward of the new tokens, ``z / tau_t`` with ``tau_t`` from the same
+* a **preallocated KV cache** (:class:`LeanDecoder`): one ``(B, kv_heads, P + T, head_dim)``
+  buffer per layer, written in place; attention reads a view of the filled part; the model's own
+  modules apply every weight, only the attention plumbing is ours;
+* per step: one pass of the new tokens, ``z / tau_t`` with ``tau_t`` from the same
   :class:`~ead.schedules.Schedule` every engine uses, the same top-k/top-p
   (:func:`ead.sampling.apply_top_k_top_p`), ``log_softmax``, one ``multinomial`` draw, and a
   gather of ``log mu(y_t)`` (plus ``log pi(y_t)`` and the entropy of pi at temperature 1 with
@@ -21,8 +23,8 @@ apart; the tests check the token distribution (chi-square) and the recorded log-
 an independent full forward. Only the random stream differs from ``generate`` (rows are dropped,
 so draws land on other rows): the same seed gives other, equally distributed, samples.
 
-Models it cannot drive (other architectures, non-SDPA/eager attention) are reported by
-:func:`supports`; ``sampling.engine: auto`` then falls back to ``hf``.
+Models it cannot drive (other architectures, sliding-window attention, other module layouts) are
+reported by :func:`supports`; ``sampling.engine: auto`` then falls back to ``hf``.
 """
 
 from __future__ import annotations
@@ -31,18 +33,17 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
 
 from ead.rollout.rollouts import Rollouts
 
 if TYPE_CHECKING:
     from ead.schedules import Schedule
 
-__all__ = ["LEAN_MODEL_TYPES", "LeanEngine", "PreallocatedLayer", "lean_sample", "supports"]
+__all__ = ["LEAN_MODEL_TYPES", "LeanDecoder", "LeanEngine", "lean_sample", "supports"]
 
 LEAN_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
-"""Decoder-only architectures whose forward takes ``past_key_values`` / ``position_ids`` the way this
-loop drives them (RoPE positions from the mask, one cache layer per decoder layer)."""
+"""Decoder-only architectures with the Llama layout :class:`LeanDecoder` drives: pre-norm blocks of
+``self_attn`` (q/k/v/o projections, optional biases, Qwen3's q/k norms) and ``mlp``, rotary positions."""
 
 COMPACT_FRACTION = 0.25
 """Compact the batch once this share of live rows has finished (each compaction copies the cache)."""
@@ -57,64 +58,86 @@ def supports(model) -> str | None:
         return "encoder-decoder models are not supported"
     if config.model_type not in LEAN_MODEL_TYPES:
         return f"model_type {config.model_type!r} is not one of {list(LEAN_MODEL_TYPES)}"
-    attention = getattr(config, "_attn_implementation", None) or "sdpa"
-    if attention not in ("sdpa", "eager"):
-        return f"attention implementation {attention!r} (lean drives 'sdpa' or 'eager')"
+    inner = getattr(model, "model", None)
+    if not all(hasattr(inner, name) for name in ("embed_tokens", "layers", "norm", "rotary_emb")) or not hasattr(
+            model, "lm_head"):
+        return "module layout is not model.{embed_tokens, layers, norm, rotary_emb} + lm_head"
+    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
+        return "sliding-window attention layers are not supported"
+    if config.model_type == "mistral" and getattr(config, "sliding_window", None):
+        return "sliding-window attention (mistral sliding_window) is not supported"
     return None
 
 
-class PreallocatedLayer(DynamicLayer):
-    """One layer's keys and values in a buffer sized for prompt + response, filled in place.
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
-    ``keys``/``values`` are views of the filled prefix ``[:, :, :length]``, so attention never
-    reads the empty tail and nothing is reallocated per token (``DynamicLayer`` concatenates).
+
+class LeanDecoder:
+    """The model's own modules (norms, projections, MLPs, rotary table, head) driven with a preallocated
+    KV cache: one ``(B, kv_heads, P + T, head_dim)`` key and value buffer per layer, written in place.
+
+    Only the attention plumbing is ours (rotary embedding as in Llama, SDPA over the filled prefix of the
+    buffers, a key-padding mask built once per step for all layers); every weight is applied by the
+    model's own module, so the logits equal the model's forward up to float rounding (tested).
     """
 
-    def __init__(self, max_length: int):
-        super().__init__()
+    def __init__(self, model, max_length: int):
+        inner = model.model
+        self.embed, self.layers, self.norm, self.rotary = inner.embed_tokens, inner.layers, inner.norm, inner.rotary_emb
+        self.head = model.lm_head
+        config = model.config
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.max_length = max_length
-        self.length = 0
+        self.length = 0  # positions filled in every buffer
+        self.keys: list[torch.Tensor | None] = [None] * len(self.layers)
+        self.values: list[torch.Tensor | None] = [None] * len(self.layers)
 
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        self.device = key_states.device
-        rows, heads = key_states.shape[:2]
-        self._key_buffer = key_states.new_empty((rows, heads, self.max_length, key_states.shape[-1]))
-        self._value_buffer = value_states.new_empty((rows, heads, self.max_length, value_states.shape[-1]))
-        self.is_initialized = True
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        end = self.length + key_states.shape[-2]
+    def __call__(self, ids: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """Logits ``(b, V)`` after the last of ``ids`` ``(b, s)``; ``key_mask`` ``(b, >= length + s)`` marks real tokens."""
+        rows, new = ids.shape
+        end = self.length + new
         if end > self.max_length:
             raise RuntimeError(f"lean KV cache overflow: {end} > {self.max_length} positions")
-        self._key_buffer[:, :, self.length : end] = key_states  # (b, h, n, d) written in place
-        self._value_buffer[:, :, self.length : end] = value_states
+        x = self.embed(ids)  # (b, s, D)
+        cos, sin = (t.unsqueeze(1) for t in self.rotary(x, positions))  # (b, 1, s, d) each
+        mask = key_mask[:, None, None, :end].bool()  # (b, 1, 1, end): padding keys never attended
+        if new > 1:  # prefill: causal, and a padding query sees itself so its softmax is not empty (no NaN)
+            query_at = torch.arange(self.length, end, device=ids.device).view(-1, 1)  # (s, 1)
+            key_at = torch.arange(end, device=ids.device).view(1, -1)  # (1, end)
+            mask = (mask & (key_at <= query_at)) | (key_at == query_at)  # (b, 1, s, end)
+        for index, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_proj(h).view(rows, new, -1, attn.head_dim)  # (b, s, H, d)
+            k = attn.k_proj(h).view(rows, new, -1, attn.head_dim)  # (b, s, Hkv, d)
+            if hasattr(attn, "q_norm"):  # Qwen3: RMSNorm over each head before the rotation
+                q, k = attn.q_norm(q), attn.k_norm(k)
+            q, k = q.transpose(1, 2), k.transpose(1, 2)  # (b, H, s, d), (b, Hkv, s, d)
+            v = attn.v_proj(h).view(rows, new, -1, attn.head_dim).transpose(1, 2)
+            q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+            if self.keys[index] is None:
+                self.keys[index] = k.new_empty((rows, k.shape[1], self.max_length, k.shape[-1]))
+                self.values[index] = v.new_empty((rows, v.shape[1], self.max_length, v.shape[-1]))
+            self.keys[index][:, :, self.length : end] = k
+            self.values[index][:, :, self.length : end] = v
+            out = torch.nn.functional.scaled_dot_product_attention(
+                q, self.keys[index][:, :, :end], self.values[index][:, :, :end], attn_mask=mask,
+                scale=attn.scaling, enable_gqa=self.kv_heads != self.heads)  # (b, H, s, d)
+            x = x + attn.o_proj(out.transpose(1, 2).reshape(rows, new, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
         self.length = end
-        self.keys = self._key_buffer[:, :, :end]  # (b, h, end, d) view
-        self.values = self._value_buffer[:, :, :end]
-        return self.keys, self.values
+        return self.head(self.norm(x[:, -1]))  # (b, V)
 
-    def get_seq_length(self) -> int:
-        return self.length
-
-    def get_max_length(self) -> int:
-        return self.max_length
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.is_initialized:
-            self._key_buffer = self._key_buffer[indices]
-            self._value_buffer = self._value_buffer[indices]
-            self.keys = self._key_buffer[:, :, : self.length]
-            self.values = self._value_buffer[:, :, : self.length]
-
-
-def _preallocated_cache(model, max_length: int) -> Cache:
-    return Cache(layers=[PreallocatedLayer(max_length) for _ in range(model.config.num_hidden_layers)])
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` of every buffer (a compaction copies the filled part once)."""
+        self.keys = [None if k is None else k[rows] for k in self.keys]
+        self.values = [None if v is None else v[rows] for v in self.values]
 
 
 @torch.no_grad()
-def _sample_chunk(forward, model, tokenizer, prompts: list[str], schedule: Schedule, step: int, max_new_tokens: int,
+def _sample_chunk(model, tokenizer, prompts: list[str], schedule: Schedule, step: int, max_new_tokens: int,
                   top_k: int | None, top_p: float | None, capture_target: bool) -> Rollouts:
     from ead.sampling import apply_top_k_top_p, build_rollouts, eos_token_ids
 
@@ -130,10 +153,9 @@ def _sample_chunk(forward, model, tokenizer, prompts: list[str], schedule: Sched
     attention = torch.zeros((rows, width + max_new_tokens), dtype=torch.long, device=device)  # (B, P + T)
     attention[:, :width] = prompt_mask
     first_position = prompt_mask.sum(dim=1)  # (B,) RoPE position of response token 0 (skips left padding)
-    cache = _preallocated_cache(model, width + max_new_tokens)
+    decoder = LeanDecoder(model, width + max_new_tokens)
     prompt_positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, P), as generate computes them
-    logits = forward(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_positions,
-                     cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # (B, V)
+    logits = decoder(prompt_ids, prompt_positions, attention)  # (B, V)
 
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)  # (B, T)
     behaviour = torch.zeros((rows, max_new_tokens), dtype=torch.float32, device=device)
@@ -165,11 +187,9 @@ def _sample_chunk(forward, model, tokenizer, prompts: list[str], schedule: Sched
             keep = (~done).nonzero().squeeze(1)  # (b',)
             live, sampled, done = live[keep], sampled[keep], done[keep]
             attention, first_position = attention[keep], first_position[keep]
-            cache.batch_select_indices(keep)
+            decoder.select(keep)
         attention[:, width + t] = 1
-        logits = forward(input_ids=sampled, attention_mask=attention[:, : width + t + 1],
-                         position_ids=(first_position + t).unsqueeze(1), cache=cache,
-                         use_cache=True).logits[:, -1]  # (b, V)
+        logits = decoder(sampled, (first_position + t).unsqueeze(1), attention)  # (b, V)
     captured = [c[:, :steps_taken] if c is not None else None for c in (behaviour, target, entropy)]
     temperatures = taus[:steps_taken].expand(rows, steps_taken)  # (B, T') the tau_t each row was sampled at
     return build_rollouts(tokenizer, prompt_ids, prompt_mask, tokens[:, :steps_taken], captured[0], temperatures,
@@ -178,7 +198,7 @@ def _sample_chunk(forward, model, tokenizer, prompts: list[str], schedule: Sched
 
 def lean_sample(model, tokenizer, prompts: list[str], schedule: Schedule, step: int = 0, max_new_tokens: int = 64,
                 top_k: int | None = None, top_p: float | None = None, batch_size: int = 256, seed: int | None = None,
-                capture_target: bool = False, forward=None) -> Rollouts:
+                capture_target: bool = False) -> Rollouts:
     """:func:`ead.sampling.sample`'s contract (same arguments, same :class:`Rollouts`) on the lean loop."""
     from ead.sampling import concat_rollouts
 
@@ -187,7 +207,6 @@ def lean_sample(model, tokenizer, prompts: list[str], schedule: Schedule, step: 
     reason = supports(model)
     if reason is not None:
         raise ValueError(f"the lean engine cannot sample from this model: {reason}; use sampling.engine=hf")
-    forward = forward or model
     was_training = model.training
     model.eval()
     rng_context = torch.random.fork_rng() if seed is not None else nullcontext()
@@ -195,7 +214,7 @@ def lean_sample(model, tokenizer, prompts: list[str], schedule: Schedule, step: 
         with rng_context:
             if seed is not None:
                 torch.manual_seed(seed)
-            chunks = [_sample_chunk(forward, model, tokenizer, prompts[i : i + batch_size], schedule, step,
+            chunks = [_sample_chunk(model, tokenizer, prompts[i : i + batch_size], schedule, step,
                                     max_new_tokens, top_k, top_p, capture_target)
                       for i in range(0, len(prompts), batch_size)]
     finally:
@@ -209,21 +228,18 @@ class LeanEngine:
     name = "lean"
     can_capture_target = True
 
-    def __init__(self, model, tokenizer, batch_size: int = 256, compile: bool = False):
+    def __init__(self, model, tokenizer, batch_size: int = 256):
         reason = supports(model)
         if reason is not None:
             raise ValueError(f"the lean engine cannot sample from this model: {reason}; use sampling.engine=hf")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
-        # torch.compile of the forward (dynamic shapes: the batch shrinks and the context grows).
-        # Off by default: on CPU for the built-in model compilation costs more than it saves.
-        self._forward = torch.compile(model, dynamic=True) if compile else model
 
     def generate(self, prompts: list[str], schedule: Schedule, step: int, max_new_tokens: int,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  capture_target: bool = False) -> Rollouts:
         return lean_sample(self.model, self.tokenizer, prompts, schedule, step=step, max_new_tokens=max_new_tokens,
                            top_k=top_k, top_p=top_p, batch_size=self.batch_size, seed=seed,
-                           capture_target=capture_target, forward=self._forward)
+                           capture_target=capture_target)
 
     def step_seed(self, base_seed: int, step: int) -> int | None:
         """None: like ``hf``, the loop draws from torch's global RNG, which checkpoints save and restore."""
