@@ -7,7 +7,7 @@ grows by ``torch.cat`` (every step copies the whole cache). This loop keeps only
 needs:
 
 * a **preallocated KV cache** (:class:`LeanDecoder`): one ``(B, kv_heads, P + T, head_dim)``
-  buffer per layer, written in place; attention reads a view of the filled part; the model's own
+  buffer per layer, written in place; the model's own
   modules apply every weight, only the attention plumbing is ours;
 * per step: one pass of the new tokens, ``z / tau_t`` with ``tau_t`` from the same
   :class:`~ead.schedules.Schedule` every engine uses, the same top-k/top-p
@@ -74,12 +74,29 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def _decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                      scale: float) -> torch.Tensor:
+    """Attention of one new token per row: ``q`` (b, H, 1, d) over ``keys``/``values`` (b, Hkv, L, d).
+
+    Query heads are grouped onto their key/value head (GQA) by a reshape, not by repeating the
+    cache; two batched matrix products and a softmax, cheaper on CPU than SDPA's kernels at one query.
+    """
+    rows, heads, _, dim = q.shape
+    kv_heads = keys.shape[1]
+    grouped = q.view(rows, kv_heads, heads // kv_heads, dim)  # (b, Hkv, g, d)
+    scores = torch.matmul(grouped, keys.transpose(-1, -2)).mul_(scale).add_(bias)  # (b, Hkv, g, L)
+    out = torch.matmul(torch.softmax(scores, dim=-1), values)  # (b, Hkv, g, d)
+    return out.view(rows, heads, 1, dim)
+
+
 class LeanDecoder:
     """The model's own modules (norms, projections, MLPs, rotary table, head) driven with a preallocated
-    KV cache: one ``(B, kv_heads, P + T, head_dim)`` key and value buffer per layer, written in place.
+    KV cache: one zero-initialised ``(B, kv_heads, P + T, head_dim)`` key and value buffer per layer,
+    written in place.
 
-    Only the attention plumbing is ours (rotary embedding as in Llama, SDPA over the filled prefix of the
-    buffers, a key-padding mask built once per step for all layers); every weight is applied by the
+    Only the attention plumbing is ours (rotary embedding as in Llama; SDPA for the prompt, two batched
+    matmuls for each new token, over the whole contiguous buffer with padding and not-yet-written slots
+    masked; the mask built once per step for all layers); every weight is applied by the
     model's own module, so the logits equal the model's forward up to float rounding (tested).
     """
 
@@ -102,11 +119,18 @@ class LeanDecoder:
             raise RuntimeError(f"lean KV cache overflow: {end} > {self.max_length} positions")
         x = self.embed(ids)  # (b, s, D)
         cos, sin = (t.unsqueeze(1) for t in self.rotary(x, positions))  # (b, 1, s, d) each
-        mask = key_mask[:, None, None, :end].bool()  # (b, 1, 1, end): padding keys never attended
+        # Attention always spans the whole buffer (unfilled slots are zeros behind the mask): a view of the
+        # filled prefix is strided, and the CPU matmul/SDPA kernels copy strided K/V at every call.
+        span = self.max_length
+        key_at = torch.arange(span, device=ids.device)  # (span,)
+        mask = key_mask[:, None, None, :span].bool() & (key_at < end)  # (b, 1, 1, span): real, written keys only
         if new > 1:  # prefill: causal, and a padding query sees itself so its softmax is not empty (no NaN)
             query_at = torch.arange(self.length, end, device=ids.device).view(-1, 1)  # (s, 1)
-            key_at = torch.arange(end, device=ids.device).view(1, -1)  # (1, end)
+            key_at = key_at.view(1, -1)  # (1, span)
             mask = (mask & (key_at <= query_at)) | (key_at == query_at)  # (b, 1, s, end)
+        bias = None
+        if new == 1:  # additive mask, once for every layer: 0 on real keys, -inf on padding / unfilled
+            bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
         for index, layer in enumerate(self.layers):
             attn = layer.self_attn
             h = layer.input_layernorm(x)
@@ -118,13 +142,17 @@ class LeanDecoder:
             v = attn.v_proj(h).view(rows, new, -1, attn.head_dim).transpose(1, 2)
             q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
             if self.keys[index] is None:
-                self.keys[index] = k.new_empty((rows, k.shape[1], self.max_length, k.shape[-1]))
-                self.values[index] = v.new_empty((rows, v.shape[1], self.max_length, v.shape[-1]))
+                self.keys[index] = k.new_zeros((rows, k.shape[1], self.max_length, k.shape[-1]))
+                self.values[index] = v.new_zeros((rows, v.shape[1], self.max_length, v.shape[-1]))
             self.keys[index][:, :, self.length : end] = k
             self.values[index][:, :, self.length : end] = v
-            out = torch.nn.functional.scaled_dot_product_attention(
-                q, self.keys[index][:, :, :end], self.values[index][:, :, :end], attn_mask=mask,
-                scale=attn.scaling, enable_gqa=self.kv_heads != self.heads)  # (b, H, s, d)
+            keys, values = self.keys[index][:, :, :span], self.values[index][:, :, :span]
+            if new == 1:
+                out = _decode_attention(q, keys, values, bias, attn.scaling)
+            else:
+                out = torch.nn.functional.scaled_dot_product_attention(
+                    q, keys, values, attn_mask=mask, scale=attn.scaling,
+                    enable_gqa=self.kv_heads != self.heads)  # (b, H, s, d)
             x = x + attn.o_proj(out.transpose(1, 2).reshape(rows, new, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         self.length = end
