@@ -86,7 +86,7 @@ def sequence_logprobs_and_entropy(
     response_mask: torch.Tensor,
     temperatures: torch.Tensor | None = None,
     with_entropy: bool = False,
-    token_chunk: int = 1024,
+    token_chunk: int = 512,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of every response token under ``model`` (optionally at per-token temperatures).
 
