@@ -4,7 +4,8 @@ The built-in warm-started model (model: null), the built-in Countdown eval set, 
 problems x ``--samples`` samples at tau = 1, graded in-process (``grader_inline``: the grader
 pool's process start-up would otherwise dominate at this size). Each layout x engine is a fresh
 ``run_eval`` into its own directory; all four run interleaved per repeat, and the wall time of the
-whole evaluation (model load, sampling, grading, report) is what is timed.
+whole evaluation (model load, sampling, grading, report) is what is timed, after one untimed warm-up
+round.
 Target: the default (batched) layout >= 2x problems_per_batch=1 at 64 problems x 8 samples.
 
     python benchmarks/bench_eval_layout.py --problems 64 --samples 8 --repeats 2
@@ -32,7 +33,7 @@ def main() -> None:
 
     seconds: dict[tuple[str, int], list[float]] = {(e, b): [] for e in args.engines for b in args.layouts}
     with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(args.repeats):
+        for repeat in range(-1, args.repeats):  # repeat -1: untimed warm-up (imports, first model load)
             for engine, layout in seconds:
                 config = EvalConfig(num_problems=args.problems, samples=args.samples, k=[1, args.samples],
                                     problems_per_batch=layout, engine=engine, grader_inline=True, progress=False,
@@ -41,7 +42,8 @@ def main() -> None:
                                     output_dir=str(Path(tmp) / f"{engine}-{layout}-{repeat}"))
                 start = time.perf_counter()
                 run_eval(config)
-                seconds[(engine, layout)].append(time.perf_counter() - start)
+                if repeat >= 0:
+                    seconds[(engine, layout)].append(time.perf_counter() - start)
     base = statistics.median(seconds[("hf", 1)]) if ("hf", 1) in seconds else None
     print(f"\n{args.problems} problems x {args.samples} samples, built-in model, tau = 1, {args.repeats} interleaved repeats")
     print("| engine | problems_per_batch | median s (min-max) | problems/s | speed-up vs hf, 1 per call |")
