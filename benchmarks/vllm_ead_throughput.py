@@ -289,7 +289,7 @@ def _engine_phase(size: str, args: Args, checks: bool, throughput: bool) -> dict
         if throughput:
             report["throughput"] = {**measure_throughput(llm, prompt, args), "model": size, "dtype": dtype}
     finally:  # the engine-core process is not a daemon: a phase process would wait on it forever
-        from ead.integrations.vllm_engine import shutdown
+        from ead.rollout.vllm import shutdown
 
         shutdown(llm)
     return report

@@ -89,11 +89,11 @@ def test_records_summary_and_plots(reference):
 
 def test_resume_after_interruption_redoes_nothing_and_matches(tiny_model_dir, dataset, reference, tmp_path,
                                                             monkeypatch):
-    from ead.engines import HFEngine
+    from ead.rollout.lean import LeanEngine  # what engine 'auto' picks for the tiny Qwen2
 
     full_dir, full_summary = reference
 
-    real_generate = HFEngine.generate
+    real_generate = LeanEngine.generate
     calls = []
 
     def interrupted_generate(*args, **kwargs):
@@ -102,7 +102,7 @@ def test_resume_after_interruption_redoes_nothing_and_matches(tiny_model_dir, da
             raise KeyboardInterrupt
         return real_generate(*args, **kwargs)
 
-    monkeypatch.setattr(HFEngine, "generate", interrupted_generate)
+    monkeypatch.setattr(LeanEngine, "generate", interrupted_generate)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         run_eval(_config(tiny_model_dir, dataset, out))

@@ -3,7 +3,7 @@
 import pytest
 
 from ead.config import ConfigError, config_to_dict
-from ead.engines import VLLMOptions
+from ead.rollout import VLLMOptions
 from ead.schedules import EADSchedule, FixedSchedule
 from ead.specs import ScheduleSpec
 from ead.tasks.countdown import DEMO_EAD_SCHEDULE

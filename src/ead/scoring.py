@@ -27,7 +27,7 @@ import numpy as np
 from ead.metrics import problem_metrics
 
 if TYPE_CHECKING:  # keep this module light to import
-    from ead.engines import RolloutEngine
+    from ead.rollout import RolloutEngine
     from ead.sampling import Rollouts
     from ead.schedules import Schedule
     from ead.tasks.base import Grade, Problem

@@ -8,7 +8,7 @@ parsed object; nothing rebuilds it from the dict later.
 * :class:`ScheduleSpec` - ``sampling.schedule``, ``eval.schedule`` and ``ead eval``'s ``schedules``.
 
 The other sub-configs are plain dataclasses the loader builds field by field
-(:class:`ead.engines.VLLMOptions` for ``sampling.vllm``) or have their own class next to what
+(:class:`ead.rollout.VLLMOptions` for ``sampling.vllm``) or have their own class next to what
 they configure (:class:`ead.data.DatasetSpec` for ``task.dataset``).
 """
 

@@ -66,7 +66,7 @@ VLLM_SKIP = vllm_skip_reason()
 def _use_reload_weights_on_vllm_cpu(request) -> None:
     """TRL's colocate sync calls vLLM's ``model.load_weights`` directly, which vLLM's CPU build
     rejects (its linear weights are repacked for the CPU kernels). On the CPU only, swap in
-    ``ead.integrations.vllm_engine.load_weights`` (the worker's ``reload_weights``); on a GPU
+    ``ead.rollout.vllm.load_weights`` (the worker's ``reload_weights``); on a GPU
     TRL's own sync runs. Everything EAD adds is untouched either way."""
     from vllm.platforms import current_platform
 
@@ -74,7 +74,7 @@ def _use_reload_weights_on_vllm_cpu(request) -> None:
         return
     from trl.generation.vllm_generation import VLLMGeneration
 
-    from ead.integrations.vllm_engine import load_weights
+    from ead.rollout.vllm import load_weights
 
     original = VLLMGeneration.sync_weights
     VLLMGeneration.sync_weights = lambda self: load_weights(

@@ -53,7 +53,7 @@ def hf_policy(policy_dir):
 
 @pytest.fixture(scope="module")
 def engine(policy_dir):
-    from ead.engines import VLLMOptions, build_engine
+    from ead.rollout import VLLMOptions, build_engine
 
     tokenizer = build_test_tokenizer()
     engine = build_engine("vllm", model_path=str(policy_dir), tokenizer=tokenizer,
@@ -194,7 +194,7 @@ def test_ead_eval_with_vllm_engine(policy_dir, hf_policy, tmp_path, engine):
 def test_ead_train_with_vllm_engine_keeps_weights_in_sync(policy_dir, tmp_path, monkeypatch, sync):
     """With a fixed tau = 1 schedule mu is pi itself, so log mu (vLLM) - log pi_old (trainer) stays ~0
     at every step only if vLLM received each update; the control run skips the sync and must drift."""
-    from ead.integrations.vllm_engine import VLLMEngine
+    from ead.rollout.vllm import VLLMEngine
     from ead.training.config import load_train_config
     from ead.training.trainer import train
 

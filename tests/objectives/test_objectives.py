@@ -145,8 +145,9 @@ def test_sequence_logprobs_match_direct_log_softmax_and_chunking_changes_nothing
                                                        response_mask, temperatures, with_entropy=True)
     chunked, chunked_entropy = sequence_logprobs_and_entropy(tiny_model, prompt_ids, prompt_mask, response_ids,
                                                              response_mask, temperatures, with_entropy=True,
-                                                             position_chunk=3)
-    assert torch.allclose(full, chunked, atol=1e-6) and torch.allclose(full_entropy, chunked_entropy, atol=1e-6)
+                                                             token_chunk=3)
+    # chunks change the matmul blocking of the LM head: float32 rounding only
+    assert torch.allclose(full, chunked, atol=2e-5) and torch.allclose(full_entropy, chunked_entropy, atol=2e-5)
     # independent: row 1 (no padding) through a plain forward and log_softmax
     with torch.no_grad():
         logits = tiny_model(input_ids=torch.cat([prompt_ids[1:], response_ids[1:]], 1)).logits[0, 3:-1].double()

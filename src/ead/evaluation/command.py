@@ -57,8 +57,9 @@ def register(subparsers) -> None:
     parser.add_argument("--compare", action="store_true",
                         help="add the paper's comparison: fixed 0.6 / 1.0 / 1.2 and EAD (the training demo "
                              "schedule for built-in tasks, the paper defaults otherwise)")
-    parser.add_argument("--engine", choices=["hf", "vllm"],
-                        help="what samples: hf (transformers generate, default) or vllm (needs ead-rlvr[vllm]; "
+    parser.add_argument("--engine", choices=["auto", "lean", "hf", "vllm"],
+                        help="what samples: auto (default: lean when it supports the model, else hf), lean (ead's "
+                             "KV-cached loop), hf (transformers generate) or vllm (needs ead-rlvr[vllm]; "
                              "engine settings as vllm.<field>=value overrides)")
     parser.add_argument("--schedule-step", type=int, metavar="STEP", dest="schedule_step",
                         help="training step fed to the schedules (EAD's decay length D_s grows with it); default: "

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ead.config import ConfigError, config_to_dict, require
-from ead.engines import RolloutEngine, VLLMOptions, build_engine
 from ead.io import JsonlAppender, repair_jsonl, write_atomic
+from ead.rollout import RolloutEngine, VLLMOptions, build_engine
 from ead.seeding import problem_block_seed
 from ead.specs import ScheduleSpec
 from ead.tasks.base import Grader, Problem
@@ -87,12 +87,13 @@ class EvalConfig:
     ``generation_batch_size`` rows (``generation_batch_size // samples``, at least 1). The samples depend
     on the layout (see docs/evaluation.md): keep it fixed to compare runs, 1 reproduces older runs."""
     generation_batch_size: int = 256
-    """Rows per ``generate`` call (hf engine)."""
-    engine: Literal["hf", "vllm"] = "hf"
-    """What samples: 'hf' (transformers ``generate``) or 'vllm' (``pip install 'ead-rlvr[vllm]'``; records then
+    """Rows per ``generate`` call (auto, lean and hf engines)."""
+    engine: Literal["auto", "lean", "hf", "vllm"] = "auto"
+    """What samples: 'auto' ('lean' when it supports the model, else 'hf'), 'lean' (ead's KV-cached decoding
+    loop, Llama/Qwen-family models), 'hf' (transformers ``generate``) or 'vllm' (``pip install 'ead-rlvr[vllm]'``; records then
     lack log pi at temperature 1 and its entropy, which vLLM cannot return in the same pass)."""
     vllm: VLLMOptions = field(default_factory=VLLMOptions)
-    """For engine='vllm': the :class:`ead.engines.VLLMOptions` fields (gpu_memory_utilization, dtype, ...)."""
+    """For engine='vllm': the :class:`ead.rollout.VLLMOptions` fields (gpu_memory_utilization, dtype, ...)."""
     seed: int = 0
     """Base seed; each block's seed is derived from it and the block's uids."""
     device: str = "auto"
@@ -261,7 +262,7 @@ def _load_engine(config: EvalConfig, path: str, tokenizer: Any) -> RolloutEngine
     from ead.modeling.loading import load_model, resolve_device
 
     model = None
-    if config.engine == "hf":
+    if config.engine != "vllm":  # auto, lean and hf sample from a model loaded here
         model = load_model(path, dtype=config.dtype, device=resolve_device(config.device)).eval()
     return build_engine(config.engine, model=model, model_path=path, tokenizer=tokenizer,
                         batch_size=config.generation_batch_size, vllm_options=config.vllm, seed=config.seed)

@@ -46,7 +46,7 @@ def measure(config: SweepConfig) -> dict[str, Any]:
     """
     import torch
 
-    from ead.engines import build_engine
+    from ead.rollout import build_engine
     from ead.scoring import score_problems
     from ead.grading.sandbox import GraderPool
     from ead.metrics import metric_curves

@@ -351,7 +351,7 @@ def measure_base_policy(
     touching the caller's RNG. For the fork variant also ``right_first_step``: the share of samples
     whose first step is ``max-min``.
     """
-    from ead.engines import build_engine
+    from ead.rollout import build_engine
     from ead.scoring import score_problems
     from ead.grading.sandbox import GraderPool
     from ead.modeling.loading import load_model_and_tokenizer

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from ead.config import ConfigError, config_from_dict, load_config, require
 from ead.data import DatasetSpec
-from ead.engines import VLLMOptions
 from ead.grading.sandbox import ResourceLimits
 from ead.modeling.loading import TASK_BUILDERS
+from ead.rollout.options import VLLMOptions
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.objectives.pipeline import PG_TOKEN_SELECTIONS, POLICY_LOSSES
 from ead.paths import check_model_reference
@@ -105,12 +105,14 @@ class SamplingSection:
     top_p: float | None = None
     """Optional nucleus threshold after the temperature (None = off)."""
     generation_batch_size: int = 256
-    """Rows per generate() call (hf engine)."""
-    engine: Literal["hf", "vllm"] = "hf"
-    """What samples rollouts: 'hf' = generate() on the training model; 'vllm' = a vLLM engine colocated in
+    """Rows per generate() call (auto, lean and hf engines)."""
+    engine: Literal["auto", "lean", "hf", "vllm"] = "auto"
+    """What samples rollouts: 'auto' = 'lean' when it supports the model (Llama/Qwen2/Qwen3/Mistral), else 'hf';
+    'lean' = ead's own KV-cached decoding loop on the training model; 'hf' = generate() on the training model;
+    'vllm' = a vLLM engine colocated in
     this process (``pip install 'ead-rlvr[vllm]'``), weights copied into it after every update."""
     vllm: VLLMOptions = field(default_factory=VLLMOptions)
-    """For engine='vllm': the ead.engines.VLLMOptions fields (gpu_memory_utilization, max_model_len, dtype, ...)."""
+    """For engine='vllm': the ead.rollout.VLLMOptions fields (gpu_memory_utilization, max_model_len, dtype, ...)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.schedule, ScheduleSpec):
@@ -342,14 +344,14 @@ class TrainConfig:
         for where, value in _float_fields(self):
             require(math.isfinite(value) or (where in _MAY_BE_INFINITE and value > 0), where,
                     f"must be a finite number, got {value}")
-        for section in ("sampling", "eval"):
-            require(self.sampling.engine == "hf" or not getattr(self, section).schedule.schedule.needs_logits,
+        for section in ("sampling", "eval"):  # auto and lean hand such schedules to the HF processor
+            require(self.sampling.engine != "vllm" or not getattr(self, section).schedule.schedule.needs_logits,
                     f"{section}.schedule", f"'entropy_adaptive' reads the logits while sampling, which only "
-                    f"sampling.engine='hf' supports (got {self.sampling.engine!r})")
+                    f"the HF processor supports (sampling.engine auto, lean or hf; got {self.sampling.engine!r})")
         require(self.algorithm.advantage != "pass_at_k" or self.algorithm.pass_k <= self.train.samples_per_prompt,
                 "algorithm.pass_k", f"must be <= train.samples_per_prompt = {self.train.samples_per_prompt}")
-        require(self.sampling.engine == "hf" or self.algorithm.old_logprobs != "sampler", "algorithm.old_logprobs",
-                f"'sampler' needs sampling.engine='hf' ({self.sampling.engine} cannot record log pi at temperature 1 "
+        require(self.sampling.engine != "vllm" or self.algorithm.old_logprobs != "sampler", "algorithm.old_logprobs",
+                f"'sampler' needs sampling.engine='hf' or 'lean' ({self.sampling.engine} cannot record log pi at temperature 1 "
                 "while sampling); use 'recompute' or 'auto'")
 
 

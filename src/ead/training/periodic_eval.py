@@ -8,7 +8,7 @@ so evaluating does not change what training does.
 
 from __future__ import annotations
 
-from ead.engines import RolloutEngine
+from ead.rollout import RolloutEngine
 from ead.scoring import score_problems
 from ead.schedules import Schedule
 from ead.tasks.base import Problem

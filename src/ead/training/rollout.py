@@ -4,6 +4,10 @@ With dynamic sampling (DAPO, Yu et al. 2025, Sec. 3.2) groups whose rewards are
 all equal carry zero advantage, so they are dropped and more prompts are
 sampled until the batch holds ``num_groups`` informative groups or the round
 cap is reached.
+
+This stays in the trainer (not in :mod:`ead.rollout`): it reads the task's training stream,
+grades, shards across processes and applies DAPO's group filter, all training-loop policy. The
+engines it calls only sample.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ead.engines import RolloutEngine
-from ead.sampling import Rollouts, concat_rollouts
+from ead.rollout import RolloutEngine, Rollouts
+from ead.sampling import concat_rollouts
 from ead.schedules import Schedule
 from ead.tasks.base import Grade, Problem, Task
 
@@ -36,33 +40,50 @@ def grade_responses(grader, problems: list[Problem], texts: list[str]) -> tuple[
     return [grader(p, t) for p, t in zip(problems, texts)], {}
 
 
+@dataclass(frozen=True)
+class RolloutSettings:
+    """What one step's sampling needs besides the engine, task and grader (built from the config once)."""
+
+    num_groups: int
+    """Prompts per step, over all processes (``train.prompts_per_step``)."""
+    samples_per_group: int
+    """Responses per prompt (``train.samples_per_prompt``)."""
+    max_new_tokens: int
+    """Response length budget in tokens (``sampling.max_new_tokens``)."""
+    pad_token_id: int
+    """Tokenizer pad id, to re-pad kept rows of several rounds to one width."""
+    top_k: int | None = None
+    """Optional top-k after the temperature (``sampling.top_k``)."""
+    top_p: float | None = None
+    """Optional nucleus threshold after the temperature (``sampling.top_p``)."""
+    dynamic_sampling: bool = False
+    """DAPO's filter: drop groups whose rewards are all equal and sample more (``algorithm.dynamic_sampling``)."""
+    max_rounds: int = 1
+    """Cap on sampling rounds with dynamic sampling (``algorithm.max_sampling_rounds``)."""
+    capture_target: bool = False
+    """Ask the engine to record log pi_old at temperature 1 while sampling."""
+
+
 def collect_rollouts(
     engine: RolloutEngine,
-    pad_token_id: int,
     task: Task,
     grader,
     schedule: Schedule,
     step: int,
     data_position: int,
-    num_groups: int,
-    samples_per_group: int,
-    max_new_tokens: int,
-    top_k: int | None,
-    top_p: float | None,
-    dynamic_sampling: bool,
-    max_rounds: int,
-    capture_target: bool = False,
+    settings: RolloutSettings,
     shard=None,
     seed: int | None = None,
 ) -> tuple[RolloutBatch, int]:
-    """Sample and grade until ``num_groups`` groups are kept; returns the batch and the new data position.
+    """Sample and grade until ``settings.num_groups`` groups are kept; returns the batch and the new data position.
 
     ``shard`` (data-parallel runs) picks this process's share of each batch of problems; ``num_groups``
-    is then the global count and this process keeps up to its share. ``seed`` (engines with their own
-    random generator) fixes what each round samples; None samples from torch's global stream.
+    is then the global count and this process keeps up to its share. ``seed`` (from
+    ``engine.step_seed``) fixes what each round samples; None samples from torch's global stream.
     """
+    samples_per_group, dynamic_sampling = settings.samples_per_group, settings.dynamic_sampling
     shard = shard or (lambda items: items)
-    global_groups = num_groups
+    global_groups = settings.num_groups
     num_groups = len(shard(list(range(global_groups))))
     kept_rollouts: list[Rollouts] = []
     kept_problems: list[Problem] = []
@@ -70,14 +91,14 @@ def collect_rollouts(
     kept_correct: list[torch.Tensor] = []
     totals = {"rounds": 0, "groups_sampled": 0, "responses_sampled": 0, "grade_errors": 0.0, "grade_timeouts": 0.0,
               "reward_sum": 0.0, "correct_sum": 0.0}
-    rounds = max_rounds if dynamic_sampling else 1
+    rounds = settings.max_rounds if dynamic_sampling else 1
     for round_index in range(rounds):
         problems = shard(task.train_batch(data_position, global_groups))
         data_position += 1
         prompts = [p.prompt for p in problems for _ in range(samples_per_group)]
         round_seed = None if seed is None else seed + round_index * 2**32  # rows use round_seed + row
-        rollouts = engine.generate(prompts, schedule, step, max_new_tokens, top_k=top_k, top_p=top_p,
-                                   seed=round_seed, capture_target=capture_target)
+        rollouts = engine.generate(prompts, schedule, step, settings.max_new_tokens, top_k=settings.top_k,
+                                   top_p=settings.top_p, seed=round_seed, capture_target=settings.capture_target)
         grades, grade_stats = grade_responses(grader, [p for p in problems for _ in range(samples_per_group)], rollouts.texts)
         rewards = torch.tensor([g.reward for g in grades], dtype=torch.float32).view(num_groups, samples_per_group)
         correct = torch.tensor([g.correct for g in grades], dtype=torch.bool).view(num_groups, samples_per_group)
@@ -103,7 +124,7 @@ def collect_rollouts(
         kept_rewards, kept_correct = [rewards], [correct]
     totals["groups_kept"] = len(kept_problems)
     batch = RolloutBatch(
-        rollouts=concat_rollouts(kept_rollouts, pad_token_id),
+        rollouts=concat_rollouts(kept_rollouts, settings.pad_token_id),
         problems=kept_problems,
         rewards=torch.cat(kept_rewards),
         correct=torch.cat(kept_correct),

@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from ead.config import ConfigError, config_to_dict
-from ead.engines import build_engine
+from ead.rollout import build_engine
 from ead.grading.sandbox import GraderPool
 from ead.io import write_atomic
 from ead.objectives import compute_advantages
@@ -45,7 +45,7 @@ from ead.training.config import TrainConfig
 from ead.training.distributed import setup_distributed
 from ead.training.logger import MetricsLogger
 from ead.training.periodic_eval import evaluate_policy
-from ead.training.rollout import collect_rollouts
+from ead.training.rollout import RolloutSettings, collect_rollouts
 from ead.training.run_dir import prepare_run_dir
 from ead.training.setup import build_task, check_length_budget, load_policy, resolve_device
 from ead.training.update import (
@@ -126,9 +126,9 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     eval_schedule = config.eval.schedule.schedule
     eval_problems = task.eval_problems()[: config.task.num_eval_problems]
     settings = update_settings(config)
-    if config.sampling.engine != "hf" and dist.world_size > 1:
+    if config.sampling.engine == "vllm" and dist.world_size > 1:
         raise ConfigError(f"sampling.engine={config.sampling.engine!r} runs one colocated engine per machine; "
-                          "data-parallel runs sample with 'hf' (or use the verl recipe, docs/integrations.md)")
+                          "data-parallel runs sample with 'auto', 'lean' or 'hf' (or use the verl recipe, docs/integrations.md)")
     # The engine starts from the weights just loaded (a checkpoint's when resuming) and gets every update.
     engine = build_engine(config.sampling.engine, model=policy, model_path=policy.name_or_path, tokenizer=tokenizer,
                           batch_size=config.sampling.generation_batch_size,
@@ -152,6 +152,12 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     bucket_edges = position_bucket_edges(config.sampling.max_new_tokens)
     old_logprobs_from_sampler = engine.can_capture_target and (config.algorithm.old_logprobs == "sampler" or (
         config.algorithm.old_logprobs == "auto" and next(model.parameters()).dtype == torch.float32))
+    rollout_settings = RolloutSettings(
+        num_groups=config.train.prompts_per_step, samples_per_group=config.train.samples_per_prompt,
+        max_new_tokens=config.sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+        top_k=config.sampling.top_k, top_p=config.sampling.top_p,
+        dynamic_sampling=config.algorithm.dynamic_sampling, max_rounds=config.algorithm.max_sampling_rounds,
+        capture_target=old_logprobs_from_sampler)
     progress = _progress_bar(config, initial=state.step) if dist.is_main else None
 
     def run_eval(step: int) -> dict[str, float]:
@@ -184,11 +190,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
             step_start = time.perf_counter()
             # ---------------------------------------------------- 1. rollout
             batch, state.data_position = collect_rollouts(
-                engine, tokenizer.pad_token_id, task, grader, behaviour_schedule, state.step, state.data_position,
-                config.train.prompts_per_step, config.train.samples_per_prompt, config.sampling.max_new_tokens,
-                config.sampling.top_k, config.sampling.top_p, config.algorithm.dynamic_sampling,
-                config.algorithm.max_sampling_rounds, capture_target=old_logprobs_from_sampler, shard=dist.shard,
-                seed=rollout_seed(config, engine, state.step))
+                engine, task, grader, behaviour_schedule, state.step, state.data_position, rollout_settings,
+                shard=dist.shard, seed=engine.step_seed(config.train.seed, state.step))
             rollouts = batch.rollouts
             rollout_seconds = time.perf_counter() - step_start
             # ---------------------------------------------------- 2. advantages
@@ -269,18 +272,6 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         if progress is not None:
             progress.close()
     return run_dir
-
-
-def rollout_seed(config: TrainConfig, engine, step: int) -> int | None:
-    """Seed of step ``step``'s rollouts, for engines with their own random generator.
-
-    HF ``generate`` draws from torch's global RNG, which checkpoints save and restore, so it
-    needs none. vLLM's generator is not checkpointed: a per-step seed makes a resumed run
-    sample exactly what the uninterrupted run would have.
-    """
-    if engine.name == "hf":
-        return None
-    return (config.train.seed * 1_000_003 + step) * 2**40
 
 
 def _progress_bar(config: TrainConfig, initial: int):

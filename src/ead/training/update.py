@@ -19,7 +19,8 @@ from ead.objectives.pipeline import LossSettings, MiniBatchTotals, TokenInputs, 
 from ead.objectives.policy_loss import aggregation_units
 from ead.objectives.selectors import SELECTORS, FlatTokens, SelectionParams, covariance_stats
 from ead.objectives.siren import nucleus_entropy, top_share_per_row
-from ead.sampling import Rollouts, eval_mode
+from ead.rollout import Rollouts
+from ead.sampling import eval_mode
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,11 @@ from typing import Any
 
 import torch
 
-from ead.engines import VLLMOptions
 from ead.integrations._optional import require
 from ead.integrations.vllm_args import engine_kwargs, sampling_kwargs
-from ead.sampling import Rollouts, build_rollouts
+from ead.rollout.options import VLLMOptions
+from ead.rollout.rollouts import Rollouts
+from ead.sampling import build_rollouts
 from ead.schedules import Schedule
 
 __all__ = ["VLLMEngine", "load_weights", "shutdown"]
@@ -133,6 +134,11 @@ class VLLMEngine:
         positions = torch.arange(response_width).expand(rows, response_width)
         temperatures = schedule.temperatures(positions, step)  # (B, T) the tau_t the processor applied
         return build_rollouts(tokenizer, prompt_ids, prompt_mask, response_ids, behaviour_logprobs, temperatures)
+
+    def step_seed(self, base_seed: int, step: int) -> int:
+        """vLLM's generator is not checkpointed: a per-step seed makes a resumed run sample exactly
+        what the uninterrupted run would have (rows then use ``seed + row``, rounds ``+ round * 2**32``)."""
+        return (base_seed * 1_000_003 + step) * 2**40
 
     # ------------------------------------------------------------------ weights
 

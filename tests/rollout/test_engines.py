@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ead.config import ConfigError
-from ead.engines import HFEngine, VLLMOptions, build_engine
+from ead.rollout import VLLMOptions, build_engine
+from ead.rollout.hf import HFEngine
 from ead.integrations._optional import is_available
 from ead.sampling import sample
 from ead.schedules import EADSchedule
@@ -74,3 +75,41 @@ def test_ead_eval_engine_flag_and_vllm_overrides_reach_the_config():
                               "vllm.gpu_memory_utilization=0.8"])
     config = command.build_config(args)
     assert config.engine == "vllm" and config.vllm == VLLMOptions(dtype="bfloat16", gpu_memory_utilization=0.8)
+
+
+def test_each_engine_owns_its_step_seed():
+    from ead.rollout.vllm import VLLMEngine  # the module imports vllm only when an engine is built
+
+    hf = HFEngine(None, None)
+    assert hf.step_seed(7, 3) is None  # torch's global stream, checkpointed with the run
+    vllm_engine = object.__new__(VLLMEngine)
+    # vLLM's own generator is not checkpointed: a seed per (run seed, step), distinct across steps and runs
+    assert vllm_engine.step_seed(7, 3) == (7 * 1_000_003 + 3) * 2**40
+    assert len({vllm_engine.step_seed(s, t) for s in range(3) for t in range(50)}) == 150
+
+
+def _imported_modules(path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def test_rollout_package_and_integrations_form_no_circle():
+    from pathlib import Path
+
+    import ead
+
+    root = Path(ead.__file__).parent
+    for path in (root / "rollout").glob("*.py"):
+        for module in _imported_modules(path):
+            assert not module.startswith(("ead.training", "ead.cli", "ead.evaluation", "ead.experiments")), (path, module)
+            assert module.split(".")[0] != "vllm" or path.name == "vllm.py", (path, module)
+    for path in (root / "integrations").rglob("*.py"):
+        for module in _imported_modules(path):
+            assert not module.startswith(("ead.rollout", "ead.engines")), (path, module)
+    assert not (root / "engines.py").exists() and not (root / "integrations" / "vllm_engine.py").exists()
