@@ -29,7 +29,7 @@ from typing import Iterator
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from ead.rollout.rollouts import Rollouts  # re-exported: the dataclass lives in ead.rollout
+from ead.rollouts import Rollouts  # re-exported for callers of sample()
 from ead.schedules import Schedule
 
 __all__ = ["EADLogitsProcessor", "Rollouts", "apply_min_p", "apply_repetition_penalty", "apply_top_k_top_p",

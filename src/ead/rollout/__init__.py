@@ -1,7 +1,7 @@
 """Rollout engines behind one protocol: HF ``generate``, vLLM, and what they return.
 
 * :mod:`ead.rollout.engine`: the :class:`RolloutEngine` protocol, :func:`build_engine`, ``ENGINES``;
-* :mod:`ead.rollout.rollouts`: :class:`Rollouts`, the batch every engine returns;
+* :class:`Rollouts` (defined in :mod:`ead.rollouts`, beside this package): the batch every engine returns;
 * :mod:`ead.rollout.options`: typed engine options (:class:`VLLMOptions`);
 * :mod:`ead.rollout.hf`, :mod:`ead.rollout.vllm`: the engines (vllm imported lazily inside).
 
@@ -11,6 +11,6 @@ in ``ENGINES`` and one branch of :func:`build_engine`.
 
 from ead.rollout.engine import ENGINES, RolloutEngine, build_engine
 from ead.rollout.options import VLLMOptions
-from ead.rollout.rollouts import Rollouts
+from ead.rollouts import Rollouts
 
 __all__ = ["ENGINES", "RolloutEngine", "Rollouts", "VLLMOptions", "build_engine"]

@@ -1,6 +1,6 @@
 """Rollout engines: what samples the responses, behind one small interface.
 
-Training and evaluation ask an engine for :class:`~ead.rollout.rollouts.Rollouts` and, after
+Training and evaluation ask an engine for :class:`~ead.rollouts.Rollouts` and, after
 each policy update, tell it the new weights. The engines:
 
 * ``lean`` (:mod:`ead.rollout.lean`): a hand-written decoding loop with a preallocated KV cache
@@ -27,7 +27,7 @@ from ead.config import ConfigError
 from ead.rollout.options import VLLMOptions
 
 if TYPE_CHECKING:  # engines import transformers / vllm; configs import this module and stay light
-    from ead.rollout.rollouts import Rollouts
+    from ead.rollouts import Rollouts
     from ead.schedules import Schedule
 
 __all__ = ["ENGINES", "RolloutEngine", "build_engine"]

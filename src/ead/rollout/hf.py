@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ead.rollout.rollouts import Rollouts
+    from ead.rollouts import Rollouts
     from ead.schedules import Schedule
 
 __all__ = ["HFEngine"]

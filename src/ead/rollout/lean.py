@@ -17,7 +17,7 @@ needs:
 * **finished rows dropped**: once a quarter of the live rows have emitted EOS, the batch (cache,
   mask, positions) is compacted to the live rows; until then finished rows emit padding.
 
-Same interface and same outputs as the ``hf`` engine (:class:`~ead.rollout.rollouts.Rollouts`,
+Same interface and same outputs as the ``hf`` engine (:class:`~ead.rollouts.Rollouts`,
 built by :func:`ead.sampling.build_rollouts`), so the trainer and ``ead eval`` cannot tell them
 apart; the tests check the token distribution (chi-square) and the recorded log-probs against
 an independent full forward. Only the random stream differs from ``generate`` (rows are dropped,
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ead.rollout.rollouts import Rollouts
+from ead.rollouts import Rollouts
 
 if TYPE_CHECKING:
     from ead.schedules import Schedule

@@ -31,7 +31,7 @@ import torch
 from ead.integrations._optional import require
 from ead.integrations.vllm_args import engine_kwargs, sampling_kwargs
 from ead.rollout.options import VLLMOptions
-from ead.rollout.rollouts import Rollouts
+from ead.rollouts import Rollouts
 from ead.sampling import build_rollouts
 from ead.schedules import Schedule
 

@@ -2,6 +2,9 @@
 
 Engines (``ead.rollout.hf``, ``ead.rollout.lean``, ``ead.rollout.vllm``) fill it; the trainer and
 ``ead eval`` read it. Only torch is needed here, so configs and core code can import it cheaply.
+It sits beside the ``ead.rollout`` package, not in it: the HF sampler (``ead.sampling``, which the TRL
+integration uses) builds it, and the vLLM engine in ``ead.rollout`` uses the vLLM integration, so a
+copy inside ``ead.rollout`` would close the circle integrations -> sampling -> rollout -> integrations.
 """
 
 from __future__ import annotations
