@@ -157,7 +157,7 @@ def test_list_fields_lists_every_field_with_type_default_and_doc(capsys, command
     assert headers == leaf_fields(cls)
     if command == "train":
         assert "train.lr: float = 0.0002\n    AdamW learning rate" in out
-        assert "sampling.engine: one of 'hf', 'vllm' = hf" in out
+        assert "sampling.engine: one of 'auto', 'lean', 'hf', 'vllm' = auto" in out
     else:
         assert "samples: int = 16\n    n: responses sampled per problem and schedule." in out
 

@@ -485,7 +485,7 @@ def schedule_warnings(schedule_spec: ScheduleSpec | dict[str, Any], max_new_toke
         return []
     taus = schedule.temperatures(torch.arange(max_new_tokens), step)  # (T,)
     name = schedule_spec.get("name")
-    if name == "fixed":
+    if name in ("fixed", "mean_matched"):  # constant over positions by design
         return []
     if float(taus.max() - taus.min()) < 1e-6:
         return [f"sampling.schedule ({name}) is flat at tau={float(taus[0]):.3g} over all {max_new_tokens} tokens "
