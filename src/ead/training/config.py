@@ -58,7 +58,8 @@ class ModelSection:
 @dataclass
 class TaskSection:
     name: str = "countdown"
-    """'countdown' (built-in), 'countdown-fork' (built-in, isolates the early-fork mechanism) or 'dataset'."""
+    """'countdown' (built-in), 'countdown-fork' (built-in, isolates the early-fork mechanism), 'countdown-search'
+    (built-in, long variable-length search responses, docs/long_reasoning.md) or 'dataset'."""
     seed: int = 0
     """Seed of the training problem stream (independent of the sampling seed)."""
     countdown: dict[str, Any] = field(default_factory=dict)
@@ -69,8 +70,8 @@ class TaskSection:
     """How many held-out problems the periodic evaluation uses (None = all)."""
 
     def __post_init__(self) -> None:
-        require(self.name in ("countdown", "countdown-fork", "dataset"), "task.name",
-                f"must be 'countdown', 'countdown-fork' or 'dataset', got {self.name!r}")
+        require(self.name in ("countdown", "countdown-fork", "countdown-search", "dataset"), "task.name",
+                f"must be 'countdown', 'countdown-fork', 'countdown-search' or 'dataset', got {self.name!r}")
         require(self.name != "dataset" or bool(self.dataset), "task.dataset", "is required when task.name is 'dataset'")
         require(self.num_eval_problems is None or self.num_eval_problems >= 1, "task.num_eval_problems", "must be >= 1")
 

@@ -9,11 +9,13 @@ so evaluating does not change what training does.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ead.engines import RolloutEngine
 from ead.metrics import problem_metrics
 from ead.schedules import Schedule
 from ead.tasks.base import Problem
+from ead.training.length_metrics import length_by_difficulty
 from ead.training.rollout import grade_responses
 from ead.training.update import old_policy_logprobs
 
@@ -46,4 +48,6 @@ def evaluate_policy(
     _, entropy = old_policy_logprobs(model, rollouts, batch_size)  # pi at temperature 1, zero on padding
     metrics["eval/entropy"] = float(entropy.sum() / rollouts.response_mask.sum().clamp(min=1))
     metrics["eval/response_length"] = float(rollouts.lengths.float().mean())
+    metrics.update(length_by_difficulty(rollouts.lengths, [p.meta.get("difficulty") for p in problems for _ in range(samples)],
+                                        torch.tensor([g.correct for g in grades]), "eval"))
     return metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,6 +24,11 @@ def _countdown_config(task_section: TaskSection):
     from ead.tasks.countdown import PRESETS, CountdownConfig, CountdownConfigError
 
     try:
+        if task_section.name == "countdown-search":
+            from ead.tasks.countdown_search import SEARCH_PRESETS, CountdownSearchConfig
+
+            return CountdownSearchConfig.from_dict({**SEARCH_PRESETS[task_section.name].to_dict(),
+                                                    **task_section.countdown})
         return CountdownConfig.from_dict({**PRESETS[task_section.name].to_dict(), **task_section.countdown})
     except CountdownConfigError as exc:
         raise ConfigError(f"task.{exc}") from None
@@ -44,6 +50,10 @@ def build_task(task_section: TaskSection, model_section: ModelSection) -> Task:
             raise ConfigError(f"task.dataset: {exc}") from None
     from ead.tasks.countdown import CountdownTask
 
+    if task_section.name == "countdown-search":
+        from ead.tasks.countdown_search import CountdownSearchTask
+
+        return CountdownSearchTask(_countdown_config(task_section), seed=task_section.seed)
     return CountdownTask(_countdown_config(task_section), seed=task_section.seed)
 
 
@@ -63,11 +73,12 @@ def policy_path(model_section: ModelSection, task_section: TaskSection) -> Path 
         return model_section.path
     if task_section.name == "dataset":
         raise ConfigError("model.path is required with task.name='dataset' (the built-in model only knows Countdown)")
-    from ead.modeling.warmstart import SFTConfig, warm_start
-    from ead.tasks.countdown import CountdownTask
+    from ead.modeling.warmstart import SEARCH_SFT_CONFIG, SFTConfig, warm_start
 
-    task = CountdownTask(_countdown_config(task_section))
+    task = build_task(task_section, model_section)  # only its config matters: the warm start has its own seed
     sft = None if model_section.warm_start_decoy_rate is None else SFTConfig(decoy_rate=model_section.warm_start_decoy_rate)
+    if task_section.name == "countdown-search":
+        sft = SEARCH_SFT_CONFIG if sft is None else replace(SEARCH_SFT_CONFIG, decoy_rate=sft.decoy_rate)
     return warm_start(task, model_section.warm_start_cache, sft_config=sft, num_threads=model_section.num_threads or 1)
 
 
