@@ -276,3 +276,18 @@ def test_training_logs_length_by_difficulty_and_temperature_by_position(tiny_mod
     assert any(k.startswith("response/length_mean/difficulty_") for k in step)
     assert "eval/length_mean/difficulty_1" in step and "eval/correct_frac/difficulty_3" in step  # eval interleaves levels
     assert any(k.startswith("behaviour/temperature_pos_") for k in step)
+
+
+def test_sweep_long_recipe_loads_and_fits_the_length_budget():
+    from ead.experiments.grid import builtin_recipe, load_sweep_config
+    from ead.training.config import load_train_config
+    from ead.training.setup import build_task, check_length_budget
+
+    sweep = load_sweep_config(builtin_recipe("sweep_long"))
+    cells = sweep.cells()
+    assert len(cells) == 6 * 2 * 5 and len(sweep.seeds) >= 5
+    assert {c.id.split("__")[0] for c in cells} == {"fixed-0.6", "fixed-1.0", "fixed-1.2", "ead-tis", "ead-notis", "reversed-ead"}
+    for cell in cells[:: len(cells) // 12]:
+        config = load_train_config(sweep.recipe, cell.overrides, algorithm=cell.algorithm)
+        assert config.task.name == "countdown-search"
+        check_length_budget(build_task(config.task, config.model), config.sampling.max_new_tokens, builtin_model=True)
