@@ -41,7 +41,7 @@ from ead.tasks.base import Grader, Problem
 
 __all__ = ["EvalConfig", "run_eval", "schedule_label", "resolve_model_path", "problem_seed", "read_records"]
 
-BUILTIN_TASKS = ("countdown", "countdown-fork")
+BUILTIN_TASKS = ("countdown", "countdown-fork", "countdown-search")
 # Must match between a run and its resume: they change what gets sampled or how it is graded.
 RESUME_KEYS = ("model", "dataset", "data", "countdown", "grader", "grader_options", "samples", "schedules", "step",
                "max_new_tokens", "top_k", "top_p", "problems_per_batch", "generation_batch_size", "seed", "dtype",

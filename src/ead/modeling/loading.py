@@ -72,31 +72,46 @@ def load_model_and_tokenizer(path: str | Path, *, dtype: str = "float32", device
 
 
 def countdown_config(preset: str, overrides: dict[str, Any] | None = None, where: str = "task."):
-    """The Countdown preset with overrides; a bad override raises ConfigError prefixed with ``where``."""
+    """The Countdown preset (standard, fork, or the search variant) with overrides; a bad override raises
+    ConfigError prefixed with ``where``."""
     from ead.tasks.countdown import CountdownConfig, CountdownConfigError, preset_config
+    from ead.tasks.countdown_search import SEARCH_PRESETS, CountdownSearchConfig
 
-    if isinstance(overrides, CountdownConfig):
+    if isinstance(overrides, (CountdownConfig, CountdownSearchConfig)):
         return overrides
     try:
+        if preset in SEARCH_PRESETS:
+            return CountdownSearchConfig.from_dict({**SEARCH_PRESETS[preset].to_dict(), **(overrides or {})})
         return preset_config(preset, overrides)
     except CountdownConfigError as exc:
         raise ConfigError(f"{where}{exc}") from None
 
 
+def _countdown_task_class(task_config):
+    """The task class of a Countdown config: the search variant has its own (attempts, checks)."""
+    from ead.tasks.countdown import CountdownTask
+    from ead.tasks.countdown_search import CountdownSearchConfig, CountdownSearchTask
+
+    return CountdownSearchTask if isinstance(task_config, CountdownSearchConfig) else CountdownTask
+
+
 def builtin_model_path(task_config, cache_dir: str | Path | None, *, decoy_rate: float | None = None,
                        num_threads: int | None = None) -> Path:
     """The built-in tiny model warm-started on ``task_config``'s Countdown (trained once, then cached)."""
-    from ead.modeling.warmstart import SFTConfig, warm_start
-    from ead.tasks.countdown import CountdownTask
+    from dataclasses import replace
 
-    sft = None if decoy_rate is None else SFTConfig(decoy_rate=decoy_rate)
-    return warm_start(CountdownTask(task_config), cache_dir, sft_config=sft, num_threads=num_threads)
+    from ead.modeling.warmstart import SEARCH_SFT_CONFIG, SFTConfig, warm_start
+
+    task = _countdown_task_class(task_config)(task_config)  # only its config matters: the warm start has its own seed
+    sft = SEARCH_SFT_CONFIG if getattr(task_config, "variant", None) == "search" else None  # search traces, longer SFT
+    if decoy_rate is not None:
+        sft = SFTConfig(decoy_rate=decoy_rate) if sft is None else replace(sft, decoy_rate=decoy_rate)
+    return warm_start(task, cache_dir, sft_config=sft, num_threads=num_threads)
 
 
 def _countdown_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_path: Any, where: str):
-    from ead.tasks.countdown import CountdownTask
-
-    return CountdownTask(countdown_config(name, countdown, where), seed=seed)
+    task_config = countdown_config(name, countdown, where)
+    return _countdown_task_class(task_config)(task_config, seed=seed)
 
 
 def _dataset_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_path: Any, where: str):
@@ -116,6 +131,7 @@ def _dataset_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_
 TASK_BUILDERS: dict[str, Callable[..., Any]] = {
     "countdown": _countdown_task,
     "countdown-fork": _countdown_task,
+    "countdown-search": _countdown_task,
     "dataset": _dataset_task,
 }
 """``task.name`` -> builder ``(name, countdown, dataset, seed, tokenizer_path, where) -> Task``. A new task

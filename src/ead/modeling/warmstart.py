@@ -54,8 +54,10 @@ __all__ = [
 VERSION = 1
 """Bump when the trace generator or training loop changes in a way that changes the model."""
 
-DEFAULT_DECOY_RATE = {"standard": 0.1, "fork": 0.85}
-"""Share of decoy (wrong-path) traces when ``SFTConfig.decoy_rate`` is None, per task variant."""
+DEFAULT_DECOY_RATE = {"standard": 0.1, "fork": 0.85, "search": 0.85}
+"""Share of decoy (wrong-path) traces when ``SFTConfig.decoy_rate`` is None, per task variant. For
+``search`` (countdown-search) it is the share of *attempts* that are random untried chains instead of a
+winning one, and ``slip_rate`` is per attempt (see ead.tasks.countdown_search.search_trace)."""
 
 
 class SFTConfigError(ValueError):
@@ -104,6 +106,11 @@ class SFTConfig:
         if self.decoy_rate is not None:
             return self
         return replace(self, decoy_rate=DEFAULT_DECOY_RATE[task_config.variant])
+
+
+SEARCH_SFT_CONFIG = SFTConfig(steps=300, batch_size=32)
+"""The countdown-search warm-start budget: its traces are ~4x longer than a chain, so fewer, smaller
+batches keep it to about 5 CPU-minutes (see docs/long_reasoning.md)."""
 
 
 # --------------------------------------------------------------------------- traces
@@ -237,6 +244,17 @@ def warm_start(
     return final
 
 
+def _trace_source(task_config, sft: SFTConfig):
+    """(problem stream, trace function) of the warm-start data: own seed, training split only."""
+    if task_config.variant == "search":
+        from ead.tasks.countdown_search import CountdownSearchTask, search_trace
+
+        search = CountdownSearchTask(task_config, seed=1_000_003 + sft.seed)
+        return search, lambda p, rng: search_trace(p, task_config, rng, sft.decoy_rate, sft.slip_rate, _slip)
+    problems = CountdownTask(task_config, seed=1_000_003 + sft.seed)
+    return problems, lambda p, rng: make_trace(problems, p, rng, sft.decoy_rate, sft.slip_rate)
+
+
 def _train(
     task_config: CountdownConfig,
     model_config: TinyModelConfig,
@@ -268,13 +286,13 @@ def _train(
             return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress_frac))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-        problems = CountdownTask(task_config, seed=1_000_003 + sft.seed)  # own stream, training split only
+        problems, make_response = _trace_source(task_config, sft)
         trace_rng = random.Random(f"warmstart-traces|{sft.seed}")
         losses: list[float] = []
         bar = tqdm(range(sft.steps), desc="warm start", disable=not progress, mininterval=1.0)
         for step in bar:
             batch = problems.train_batch(step, sft.batch_size)
-            responses = [make_trace(problems, p, trace_rng, sft.decoy_rate, sft.slip_rate) for p in batch]
+            responses = [make_response(p, trace_rng) for p in batch]
             input_ids, attention_mask, labels = _batch_tensors(tokenizer, [p.prompt for p in batch], responses)
             loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
             optimizer.zero_grad(set_to_none=True)

@@ -61,6 +61,7 @@ __all__ = [
     "first_pairs_by_target",
     "is_eval_identity",
     "apply_op",
+    "chain_mistake",
 ]
 
 OPS: tuple[str, ...] = ("+", "-", "*")
@@ -260,6 +261,27 @@ def parse_chain(text: str) -> list[Step]:
 # --------------------------------------------------------------------------- grader
 
 
+def chain_mistake(steps: list[Step], numbers: list[int], target: int, ops: str) -> tuple[str | None, int]:
+    """The first rule a parsed chain breaks (None if it is a valid chain reaching ``target``), and how many
+    steps were fine before it: ``operator``, ``unavailable``, ``arithmetic``, ``unused``, ``wrong_target``."""
+    pool = Counter(numbers)
+    for i, step in enumerate(steps):
+        if step.op not in ops:
+            return "operator", i
+        pool[step.left] -= 1
+        pool[step.right] -= 1
+        if pool[step.left] < 0 or pool[step.right] < 0:
+            return "unavailable", i
+        if apply_op(step.left, step.op, step.right) != step.result:
+            return "arithmetic", i
+        pool[step.result] += 1
+    if sum(pool.values()) != 1:
+        return "unused", len(steps)
+    if steps[-1].result != target:
+        return "wrong_target", len(steps)
+    return None, len(steps)
+
+
 @dataclass(frozen=True)
 class CountdownGrader:
     """Pure, picklable grader: reward 1.0 for a valid chain reaching the target, else ``format_reward`` or 0.
@@ -286,26 +308,9 @@ class CountdownGrader:
 
         claimed = steps[-1].result
         info: dict[str, Any] = {"format_ok": True, "mistake": None, "steps": len(steps)}
-        pool = Counter(numbers)
-        for i, step in enumerate(steps):
-            if step.op not in ops:
-                info["mistake"] = "operator"
-                break
-            pool[step.left] -= 1
-            pool[step.right] -= 1
-            if pool[step.left] < 0 or pool[step.right] < 0:
-                info["mistake"] = "unavailable"
-                break
-            if apply_op(step.left, step.op, step.right) != step.result:
-                info["mistake"] = "arithmetic"
-                break
-            pool[step.result] += 1
-            info["steps_ok"] = i + 1
-        else:
-            if sum(pool.values()) != 1:
-                info["mistake"] = "unused"
-            elif claimed != target:
-                info["mistake"] = "wrong_target"
+        info["mistake"], steps_ok = chain_mistake(steps, numbers, target, ops)
+        if steps_ok:
+            info["steps_ok"] = steps_ok
         correct = info["mistake"] is None
         reward = 1.0 if correct else self.format_reward
         return Grade(reward, correct, str(claimed), info)

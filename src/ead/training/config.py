@@ -17,13 +17,13 @@ from typing import Any, Literal
 from ead.config import ConfigError, config_from_dict, load_config, require
 from ead.data import DatasetSpec
 from ead.grading.sandbox import ResourceLimits
-from ead.modeling.loading import TASK_BUILDERS
+from ead.modeling.loading import TASK_BUILDERS, countdown_config
 from ead.rollout.options import VLLMOptions
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.objectives.pipeline import PG_TOKEN_SELECTIONS, POLICY_LOSSES
 from ead.paths import check_model_reference
 from ead.specs import ScheduleSpec
-from ead.tasks.countdown import DEMO_EAD_SCHEDULE, PRESETS, CountdownConfig, CountdownConfigError, preset_config
+from ead.tasks.countdown import DEMO_EAD_SCHEDULE, CountdownConfig
 
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -66,7 +66,8 @@ class ModelSection:
 @dataclass
 class TaskSection:
     name: str = "countdown"
-    """'countdown' (built-in), 'countdown-fork' (built-in, isolates the early-fork mechanism) or 'dataset'."""
+    """'countdown' (built-in), 'countdown-fork' (built-in, isolates the early-fork mechanism), 'countdown-search'
+    (built-in, long variable-length search responses, docs/long_reasoning.md) or 'dataset'."""
     seed: int = 0
     """Seed of the training problem stream (independent of the sampling seed)."""
     countdown: dict[str, Any] = field(default_factory=dict)
@@ -84,11 +85,8 @@ class TaskSection:
         require(self.name in TASK_BUILDERS, "task.name", f"must be one of {sorted(TASK_BUILDERS)}, got {self.name!r}")
         if not isinstance(self.dataset, DatasetSpec):
             self.dataset = DatasetSpec(self.dataset, where="task.dataset")
-        if self.name in PRESETS:
-            try:
-                self.countdown_config = preset_config(self.name, self.countdown)
-            except CountdownConfigError as exc:
-                raise ConfigError(f"task.{exc}") from None
+        if self.name != "dataset":  # a built-in Countdown preset (standard, fork or search) plus overrides
+            self.countdown_config = countdown_config(self.name, self.countdown, where="task.")
         require(self.name != "dataset" or bool(self.dataset), "task.dataset", "is required when task.name is 'dataset'")
         require(self.num_eval_problems is None or self.num_eval_problems >= 1, "task.num_eval_problems", "must be >= 1")
 

@@ -8,10 +8,13 @@ so evaluating does not change what training does.
 
 from __future__ import annotations
 
+import torch
+
 from ead.rollout import RolloutEngine
 from ead.scoring import score_problems
 from ead.schedules import Schedule
 from ead.tasks.base import Problem
+from ead.training.length_metrics import length_by_difficulty
 from ead.training.update import old_policy_logprobs
 
 
@@ -41,4 +44,7 @@ def evaluate_policy(
     _, entropy = old_policy_logprobs(model, rollouts, batch_size)  # pi at temperature 1, zero on padding
     metrics["eval/entropy"] = float(entropy.sum() / rollouts.response_mask.sum().clamp(min=1))
     metrics["eval/response_length"] = float(rollouts.lengths.float().mean())
+    metrics.update(length_by_difficulty(rollouts.lengths, [p.meta.get("difficulty") for p in problems for _ in range(samples)],
+                                        torch.tensor([g.correct for i in range(len(problems)) for g in scored.grades[i]]),
+                                        "eval"))
     return metrics

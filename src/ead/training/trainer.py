@@ -43,6 +43,7 @@ from ead.training.checkpoint import (
 )
 from ead.training.config import TrainConfig
 from ead.training.distributed import setup_distributed
+from ead.training.length_metrics import length_by_difficulty, temperature_by_position
 from ead.training.logger import MetricsLogger
 from ead.training.periodic_eval import evaluate_policy
 from ead.training.rollout import RolloutSettings, collect_rollouts
@@ -238,6 +239,10 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
                 "behaviour/temperature_mean": float(rollouts.temperatures[mask].mean()),
                 "entropy/mean": float(old_entropy[mask].mean()),
                 **entropy_by_position(old_entropy, rollouts.response_mask, bucket_edges),
+                **temperature_by_position(rollouts.temperatures, rollouts.response_mask, bucket_edges),
+                **length_by_difficulty(rollouts.lengths, [p.meta.get("difficulty") for p in batch.problems
+                                                         for _ in range(config.train.samples_per_prompt)],
+                                       batch.correct.flatten(), "response"),
                 **drift_stats,
                 **update_stats,
                 "sampling/rounds": batch.stats["rounds"],
