@@ -107,16 +107,29 @@ def grader():
     return CodeGrader(timeout_s=2.0, cpu_s=1)  # a busy loop meets the CPU limit, a sleep the wall clock
 
 
-def _sandbox_processes(settle_s: float = 1.0) -> list[int]:
-    """Host pids under the sandbox uid range (used as root; empty otherwise); none must outlive a call. The kernel tears a PID namespace
-    down asynchronously, so a process that is being killed gets ``settle_s`` to disappear."""
+def _sandbox_uids(grader_pids: list[int]) -> set[int]:
+    """The uids the sandboxes started by these processes run under (``SANDBOX_UID + pid % 60000``, as root)."""
+    return {SANDBOX_UID + pid % 60000 for pid in grader_pids}
+
+
+def _child_pids() -> list[int]:
+    """This process's children (the grader pool's workers while it is open)."""
+    return [int(pid) for task in Path("/proc/self/task").iterdir()
+            for pid in (task / "children").read_text().split()]
+
+
+def _sandbox_processes(uids: set[int], settle_s: float = 1.0) -> list[int]:
+    """Host pids under ``uids`` (the sandboxes of this test's graders, as root; none otherwise): none must
+    outlive a call. Only this test's uids count, so sandboxes of another process on the machine cannot
+    fail it. The kernel tears a PID namespace down asynchronously, so a process that is being killed
+    gets ``settle_s`` to disappear."""
     deadline = time.monotonic() + settle_s
     while True:
         pids = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 try:
-                    if entry.stat().st_uid >= SANDBOX_UID:
+                    if entry.stat().st_uid in uids:
                         pids.append(int(entry.name))
                 except OSError:
                     pass
@@ -236,6 +249,8 @@ def test_resource_attacks_are_contained_and_counted_in_one_pool_batch(grader):
     responses = [attacks[n][0] + SOLUTION for n in attacks] + ["```python" + SOLUTION + "```"]
     with GraderPool(grader, timeout_s=grader.max_call_seconds + 5, num_workers=2) as pool:
         grades, stats = pool.grade_batch([F_PROBLEM] * len(responses), responses)
+        uids = _sandbox_uids(_child_pids())
+    assert len(uids) >= 2  # the pool's two workers: the check below watches their sandboxes' uids
     assert stats["errors"] == 0 and stats["timeouts"] == 0  # the sandbox, not the pool, caught everything
     by_name = dict(zip(names, grades))
     for name, (_, expected) in attacks.items():
@@ -246,7 +261,7 @@ def test_resource_attacks_are_contained_and_counted_in_one_pool_batch(grader):
     assert "SIGSEGV" in by_name["ctypes-segfault"].info["detail"]
     assert "before the tests finished" in by_name["exit-early"].info["detail"]
     assert by_name["honest"].correct and by_name["honest"].reward == 1.0  # the batch went on
-    assert _sandbox_processes() == []  # nothing the fork bomb started survives
+    assert _sandbox_processes(uids) == []  # nothing the fork bomb started survives
 
 
 @needs_bwrap
@@ -261,7 +276,7 @@ def test_process_limit_stops_forking_at_max_processes():
     # caller's current process count + 8 + 2 (docs/code_rewards.md), so other processes may come and go.
     bound = 8 if os.geteuid() == 0 else 8 + 2 + 10
     assert 0 <= int(forks) < bound and error == "BlockingIOError", result.stdout
-    assert _sandbox_processes() == []  # the children (asleep for 30 s) died with the PID namespace
+    assert _sandbox_processes(_sandbox_uids([os.getpid()])) == []  # the children (asleep for 30 s) died with the PID namespace
 
 
 @needs_bwrap
