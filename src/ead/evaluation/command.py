@@ -152,10 +152,10 @@ def build_config(args: argparse.Namespace):
         schedules = PAPER_BASELINES + [ead] + [s for s in schedules if s not in PAPER_BASELINES + [ead]]
     if schedules:
         data["schedules"] = schedules
-    if args.model is not None:
+    if args.model is not None:  # named after the flag (ModelSection would say model.path)
         from ead.paths import check_model_reference
 
-        check_model_reference(args.model, "--model")
+        check_model_reference(data["model"]["path"], "--model")
     return load_config(EvalConfig, None, args.overrides, base=data)
 
 
