@@ -1,7 +1,7 @@
 """``ead eval`` problems/s: one problem per generate call vs many, with the lean and HF engines.
 
 The built-in warm-started model (model: null), the built-in Countdown eval set, ``--problems``
-problems x ``--samples`` samples at tau = 1, graded in-process (``grader_inline``: the grader
+problems x ``--samples`` samples at tau = 1, graded in-process (``grading.inline``: the grader
 pool's process start-up would otherwise dominate at this size). Each layout x engine is a fresh
 ``run_eval`` into its own directory; all four run interleaved per repeat, and the wall time of the
 whole evaluation (model load, sampling, grading, report) is what is timed, after one untimed warm-up
@@ -36,9 +36,9 @@ def main() -> None:
         for repeat in range(-1, args.repeats):  # repeat -1: untimed warm-up (imports, first model load)
             for engine, layout in seconds:
                 config = EvalConfig(num_problems=args.problems, samples=args.samples, k=[1, args.samples],
-                                    problems_per_batch=layout, engine=engine, grader_inline=True, progress=False,
-                                    num_threads=1, bootstrap_resamples=200,
-                                    warm_start_cache=args.warm_start_cache,
+                                    problems_per_batch=layout, sampling={"engine": engine},
+                                    grading={"inline": True}, progress=False, bootstrap_resamples=200,
+                                    model={"num_threads": 1, "warm_start_cache": args.warm_start_cache},
                                     output_dir=str(Path(tmp) / f"{engine}-{layout}-{repeat}"))
                 start = time.perf_counter()
                 run_eval(config)

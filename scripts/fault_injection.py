@@ -45,7 +45,7 @@ TRAIN_ARGS = [
 ]
 EVAL_ARGS = ["--dataset", "countdown", "--num-problems", "12", "--samples", "4", "--k", "1,4", "--no-progress",
              "--schedule", "fixed:tau=1.0", "--schedule", "ead:unit=0.4,warmup_tokens=0", "problems_per_batch=2",
-             "warm_start_cache=.cache/ead", "num_threads=1"]
+             "model.warm_start_cache=.cache/ead", "model.num_threads=1"]
 FAULTS = ["kill9", "kill9-save", "sigterm", "sigint", "disk-full", "torn-line", "double"]
 TRAIN_FAULTS = (FAULTS * 3)[:20]
 EVAL_FAULTS = ["kill9", "sigterm", "sigint", "torn-line", "double"]

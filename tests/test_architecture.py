@@ -182,3 +182,11 @@ def test_eval_does_not_import_the_trainer():
     """``ead eval`` shares the lower layers with ``ead train`` (scoring, loading, specs), never its package."""
     edges, where, _ = _graph()
     assert "training" not in edges.get("evaluation", set()), where.get(("evaluation", "training"))
+
+
+def test_shared_sections_sit_below_the_commands():
+    """``ead.sections`` (model, sampler, grading sections of train and eval) imports no command package."""
+    edges, where, _ = _graph()
+    commands = {"training", "evaluation", "experiments", "cli", "reporting", "schedule_command"}
+    bad = sorted(edges.get("sections", set()) & commands)
+    assert not bad, [e for target in bad for e in where[("sections", target)]]

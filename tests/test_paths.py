@@ -38,7 +38,7 @@ def test_eval_after_train_in_another_directory_reuses_the_warm_start(monkeypatch
     assert len(cached) == 1 and not (tmp_path / "a" / ".cache").exists()
     monkeypatch.chdir(tmp_path / "b")
     code = cli.main(["eval", "--num-problems", "2", "--samples", "2", "--no-progress", "--output-dir", "ev",
-                     "grader_inline=true"])
+                     "grading.inline=true"])
     assert code == 0 and len(calls) == 1, "ead eval rebuilt the base model instead of reusing the cache"
     import json
 

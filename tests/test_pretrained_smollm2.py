@@ -106,8 +106,8 @@ def test_ead_eval_runs_on_a_gsm8k_slice(smollm2_dir, tmp_path):
     code = main(["eval", "--model", str(smollm2_dir), "--dataset", str(DATA), "--samples", "2", "--k", "1,2",
                  "--schedule", "ead:unit=1,warmup_tokens=4", "--output-dir", str(out),
                  "--no-progress", "data.prompt_field=question", "data.chat_template=true",
-                 "data.system_prompt=Solve the problem, then write The answer is N.", "max_new_tokens=48",
-                 "num_threads=1", "grader_inline=true", "problems_per_batch=4"])
+                 "data.system_prompt=Solve the problem, then write The answer is N.", "sampling.max_new_tokens=48",
+                 "model.num_threads=1", "grading.inline=true", "problems_per_batch=4"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["schedules"]) == ["ead(unit=1,warmup_tokens=4)"]

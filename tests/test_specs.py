@@ -68,10 +68,10 @@ def test_update_settings_come_from_the_config_fields():
 
 @pytest.mark.parametrize("change, field", [
     ({"countdown": {"eval_sise": 3}}, r"countdown: .*eval_sise"),
-    ({"dataset": "x.jsonl", "model": "m", "data": {"promt_field": "q"}}, r"data\.promt_field"),
-    ({"dataset": "x.jsonl", "model": "m", "data": {"chat_template": "yes"}}, r"data\.chat_template must be true"),
+    ({"dataset": "x.jsonl", "model": {"path": "m"}, "data": {"promt_field": "q"}}, r"data\.promt_field"),
+    ({"dataset": "x.jsonl", "model": {"path": "m"}, "data": {"chat_template": "yes"}}, r"data\.chat_template must be true"),
     ({"schedules": [{"name": "ead", "tau_mx": 1.0}]}, r"schedules\[0\]: unknown schedule field"),
-    ({"vllm": {"dtyp": "auto"}}, r"vllm\.dtyp"),
+    ({"sampling": {"vllm": {"dtyp": "auto"}}}, r"sampling\.vllm\.dtyp"),
 ])
 def test_eval_config_checks_its_sub_configs_at_load(change, field):
     from ead.evaluation.runner import EvalConfig

@@ -48,9 +48,13 @@ def dataset(tmp_path_factory):
 
 
 def _config(model, dataset, out, **overrides):
-    base = dict(model=model, dataset=dataset, samples=3, k=[1, 3], max_new_tokens=6, progress=False,
+    base = dict(model={"path": model}, dataset=dataset, samples=3, k=[1, 3], sampling={"max_new_tokens": 6},
+                progress=False,
                 schedules=[{"name": "fixed", "tau": 1.0}, {"name": "ead", "unit": 0.2, "warmup_tokens": 1}],
-                problems_per_batch=2, grader_inline=True, bootstrap_resamples=200, output_dir=str(out))
+                problems_per_batch=2, grading={"inline": True}, bootstrap_resamples=200, output_dir=str(out))
+    for section in ("model", "sampling", "grading"):  # a section override merges into the base's
+        if section in overrides:
+            overrides[section] = {**base[section], **overrides[section]}
     return EvalConfig(**{**base, **overrides})
 
 
@@ -128,7 +132,7 @@ def test_resume_after_interruption_redoes_nothing_and_matches(tiny_model_dir, da
 def test_hanging_grader_is_cut_off_counted_and_eval_finishes(tiny_model_dir, dataset, tmp_path):
     config = _config(tiny_model_dir, dataset, tmp_path / "out", schedules=[{"name": "fixed", "tau": 1.0}],
                      grader=f"{__name__}:HangOnce", grader_options={"marker": str(tmp_path / "hung")},
-                     grader_inline=False, grader_timeout_s=2.0, num_problems=2)
+                     grading={"inline": False, "timeout_s": 2.0}, num_problems=2)
     start = time.monotonic()
     summary = run_eval(config)
     assert time.monotonic() - start < 60
@@ -143,7 +147,7 @@ def test_cli_on_builtin_countdown(tiny_model_dir, tmp_path):
 
     out = tmp_path / "cli"
     argv = ["eval", "--model", tiny_model_dir, "--dataset", "countdown", "--samples", "2", "--num-problems", "2",
-            "--schedule", "fixed:tau=0.6", "--output-dir", str(out), "--no-progress", "grader_inline=true",
+            "--schedule", "fixed:tau=0.6", "--output-dir", str(out), "--no-progress", "grading.inline=true",
             "countdown.eval_size=5"]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -174,7 +178,7 @@ def test_config_validation():
         EvalConfig(schedules=[{"name": "fixed"}, {"name": "warm"}])
     with pytest.raises(ConfigError, match="must be distinct"):
         EvalConfig(schedules=[{"name": "ead"}, {"name": "ead"}])
-    with pytest.raises(ConfigError, match="model is required"):
+    with pytest.raises(ConfigError, match="model.path is required"):
         EvalConfig(dataset="math500.jsonl")
 
 
@@ -184,7 +188,7 @@ def test_default_batched_layout_resumes_mid_block_to_the_same_records(tiny_model
     import ead.evaluation.runner as runner_module
 
     config = lambda out, **kw: _config(tiny_model_dir, dataset, out, problems_per_batch=None,  # noqa: E731
-                                       generation_batch_size=9, schedules=[{"name": "fixed", "tau": 1.0}], **kw)
+                                       sampling={"generation_batch_size": 9}, schedules=[{"name": "fixed", "tau": 1.0}], **kw)
     assert config(tmp_path / "x").block_size() == 3  # 9 rows / 3 samples: blocks (1,2,3), (4,5)
     straight = tmp_path / "straight"
     run_eval(config(straight))

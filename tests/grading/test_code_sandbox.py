@@ -393,7 +393,7 @@ def test_ead_eval_on_humaneval_through_the_cli(printable_model_dir, tmp_path, mo
     out = tmp_path / "eval"
     argv = ["eval", "--model", str(model_dir), "--dataset", "humaneval", "--samples", "2", "--k", "1,2",
             "--num-problems", "2", "--schedule", "fixed:tau=1.0", "--output-dir", str(out), "--no-progress",
-            "max_new_tokens=8", "grader_inline=true", "num_threads=1"]
+            "sampling.max_new_tokens=8", "grading.inline=true", "model.num_threads=1"]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     result = summary["schedules"]["fixed(tau=1)"]

@@ -178,9 +178,10 @@ def test_ead_eval_with_vllm_engine(policy_dir, hf_policy, tmp_path, engine):
     data = tmp_path / "sums.jsonl"
     data.write_text("".join(json.dumps({"problem": f"{a}+{b}=", "answer": str(a + b)}) + "\n"
                             for a, b in [(1, 2), (3, 4), (5, 6)]))
-    config = EvalConfig(model=str(policy_dir), dataset=str(data), engine="vllm", vllm=OPTIONS, samples=4, k=[1, 4],
+    config = EvalConfig(model={"path": str(policy_dir)}, dataset=str(data),
+                        sampling={"engine": "vllm", "vllm": OPTIONS, "max_new_tokens": 8}, samples=4, k=[1, 4],
                         schedules=[{"name": "fixed", "tau": 0.6}, {"name": "ead", "tau_max": 1.2, "unit": 0.4}],
-                        max_new_tokens=8, output_dir=str(tmp_path / "eval"), grader_inline=True, progress=False,
+                        output_dir=str(tmp_path / "eval"), grading={"inline": True}, progress=False,
                         bootstrap_resamples=50)
     summary = run_eval(config)
     assert set(summary["schedules"]) == {"fixed(tau=0.6)", "ead(tau_max=1.2,unit=0.4)"}

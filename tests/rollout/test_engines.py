@@ -60,8 +60,8 @@ def test_train_config_refuses_sampler_logprobs_with_vllm():
 def test_eval_config_validates_vllm_options():
     from ead.evaluation.runner import EvalConfig
 
-    with pytest.raises(ConfigError, match=r"vllm\.dtype must be one of"):
-        EvalConfig(engine="vllm", vllm={"dtype": "float64"})
+    with pytest.raises(ConfigError, match=r"sampling\.vllm\.dtype must be one of"):
+        EvalConfig(sampling={"engine": "vllm", "vllm": {"dtype": "float64"}})
 
 
 def test_ead_eval_engine_flag_and_vllm_overrides_reach_the_config():
@@ -71,10 +71,10 @@ def test_ead_eval_engine_flag_and_vllm_overrides_reach_the_config():
 
     parser = argparse.ArgumentParser()
     command.register(parser.add_subparsers())
-    args = parser.parse_args(["eval", "--engine", "vllm", "--model", "m", "vllm.dtype=bfloat16",
-                              "vllm.gpu_memory_utilization=0.8"])
+    args = parser.parse_args(["eval", "--engine", "vllm", "--model", "m", "sampling.vllm.dtype=bfloat16",
+                              "sampling.vllm.gpu_memory_utilization=0.8"])
     config = command.build_config(args)
-    assert config.engine == "vllm" and config.vllm == VLLMOptions(dtype="bfloat16", gpu_memory_utilization=0.8)
+    assert config.sampling.engine == "vllm" and config.sampling.vllm == VLLMOptions(dtype="bfloat16", gpu_memory_utilization=0.8)
 
 
 def test_each_engine_owns_its_step_seed():

@@ -4,9 +4,9 @@ Examples::
 
     ead eval --model runs/demo --samples 16 --k 1,4,16
     ead eval --model Qwen/Qwen2.5-Math-1.5B --dataset math500.jsonl --compare \\
-        data.prompt_template='{problem} Put your final answer in \\boxed{{}}.' max_new_tokens=3072
+        data.prompt_template='{problem} Put your final answer in \\boxed{{}}.' --max-new-tokens 3072
     ead eval --model runs/demo --schedule fixed:tau=0.6 --schedule ead:unit=0.4,warmup_tokens=0
-    ead eval --engine vllm --model Qwen/Qwen2.5-Math-1.5B --dataset math500.jsonl --compare vllm.dtype=bfloat16
+    ead eval --engine vllm --model Qwen/Qwen2.5-Math-1.5B --dataset math500.jsonl --compare sampling.vllm.dtype=bfloat16
 """
 
 from __future__ import annotations
@@ -45,10 +45,11 @@ def register(subparsers) -> None:
         help="sampled evaluation (pass@k, maj@k, worst@k) of a model under one or more schedules",
         description="Evaluate a model: n samples per problem under each schedule, graded in a sandbox; "
                     "writes records (resumable), summary.json, pass_at_k.png and a table. Any EvalConfig "
-                    "field can be given as a dotted override, e.g. data.prompt_field=question grader_timeout_s=5.",
+                    "field can be given as a dotted override, e.g. data.prompt_field=question grading.timeout_s=5 "
+                    "(model.*, sampling.* and grading.* are the sections shared with ead train).",
     )
     parser.add_argument("--config", help="YAML file of EvalConfig fields")
-    parser.add_argument("--model", help="HF id, save_pretrained dir, ead checkpoint or ead run dir")
+    parser.add_argument("--model", help="model.path: HF id, save_pretrained dir, ead checkpoint or ead run dir")
     parser.add_argument("--dataset", help="countdown | countdown-fork | humaneval | a .jsonl/.parquet file | a Hub name")
     parser.add_argument("--samples", "-n", type=int, help="samples per problem and schedule")
     parser.add_argument("--k", type=_int_list, help="comma-separated k values for pass@k etc., e.g. 1,4,16")
@@ -60,7 +61,13 @@ def register(subparsers) -> None:
     parser.add_argument("--engine", choices=["auto", "lean", "hf", "vllm"],
                         help="what samples: auto (default: lean when it supports the model, else hf), lean (ead's "
                              "KV-cached loop), hf (transformers generate) or vllm (needs ead-rlvr[vllm]; "
-                             "engine settings as vllm.<field>=value overrides)")
+                             "engine settings as sampling.vllm.<field>=value overrides); sets sampling.engine")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="model.dtype: weights dtype")
+    parser.add_argument("--device", help="model.device: auto (default), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--top-k", type=int, dest="top_k", help="sampling.top_k: top-k after the temperature")
+    parser.add_argument("--top-p", type=float, dest="top_p", help="sampling.top_p: nucleus threshold after the temperature")
+    parser.add_argument("--max-new-tokens", type=int, dest="max_new_tokens",
+                        help="sampling.max_new_tokens: response budget (default: the task's)")
     parser.add_argument("--schedule-step", type=int, metavar="STEP", dest="schedule_step",
                         help="training step fed to the schedules (EAD's decay length D_s grows with it); default: "
                              "the checkpoint's step for a trained run, else 0")
@@ -71,8 +78,38 @@ def register(subparsers) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the resolved EvalConfig as YAML and exit")
     parser.add_argument("--list-fields", action="store_true",
                         help="list every EvalConfig field with its type, default and documentation, and exit")
-    parser.add_argument("overrides", nargs="*", help="EvalConfig key=value overrides (dotted for nested dicts)")
+    parser.add_argument("overrides", nargs="*",
+                        help="EvalConfig key=value overrides, dotted for nested fields (model.dtype=bfloat16)")
     parser.set_defaults(func=run)
+
+
+FLAG_FIELDS = {"model": "model.path", "dtype": "model.dtype", "device": "model.device", "dataset": "dataset",
+               "samples": "samples", "k": "k", "num_problems": "num_problems", "output_dir": "output_dir",
+               "engine": "sampling.engine", "top_k": "sampling.top_k", "top_p": "sampling.top_p",
+               "max_new_tokens": "sampling.max_new_tokens", "schedule_step": "step"}
+"""argparse destination -> the EvalConfig field (dotted) it sets; --schedule/--compare, --resume and
+--no-progress are handled on their own (they build a list or set a bool)."""
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The dotted EvalConfig fields the explicit flags set (None where a flag was not given)."""
+    return {dotted: getattr(args, dest, None) for dest, dotted in FLAG_FIELDS.items()}
+
+
+def _refuse_moved_fields(data: dict[str, Any], overrides: list[str], path: str | None) -> None:
+    """An old flat field (``dtype``, ``top_k``, ``grader_inline``, ...) in the YAML or an override: the new name."""
+    from ead.config import parse_override
+    from ead.evaluation.runner import moved_field_error
+
+    for name, value in data.items():
+        error = moved_field_error(name, value, where=f"{path}: ")
+        if error is not None:
+            raise error
+    for text in overrides:
+        keys, value = parse_override(text)
+        error = moved_field_error(keys[0], value if len(keys) == 1 else {}, where=f"override {text!r}: ")
+        if error is not None:
+            raise error
 
 
 def _read_yaml(path: str | None) -> dict[str, Any]:
@@ -87,14 +124,16 @@ def build_config(args: argparse.Namespace):
     from ead.evaluation.runner import BUILTIN_TASKS, EvalConfig
 
     data = _read_yaml(args.config)
-    flags = {"model": args.model, "dataset": args.dataset, "samples": args.samples, "k": args.k,
-             "num_problems": args.num_problems, "output_dir": args.output_dir, "engine": args.engine,
-             "step": getattr(args, "schedule_step", None)}
-    data.update({key: value for key, value in flags.items() if value is not None})
-    if str(data.get("model", "")).startswith("pretrained:"):  # a checkpoint fetched by `ead models fetch`
+    _refuse_moved_fields(data, args.overrides, args.config)
+    for dotted, value in flag_values(args).items():
+        if value is not None:
+            section, _, name = dotted.rpartition(".")
+            (data.setdefault(section, {}) if section else data)[name] = value
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    if str(model.get("path", "")).startswith("pretrained:"):  # a checkpoint fetched by `ead models fetch`
         from ead.modeling.pretrained import resolve_pretrained
 
-        data["model"] = str(resolve_pretrained(data["model"]))
+        model["path"] = str(resolve_pretrained(model["path"]))
     if args.resume:
         data["resume"] = True
     if args.no_progress:
@@ -113,10 +152,10 @@ def build_config(args: argparse.Namespace):
         schedules = PAPER_BASELINES + [ead] + [s for s in schedules if s not in PAPER_BASELINES + [ead]]
     if schedules:
         data["schedules"] = schedules
-    if isinstance(data.get("model"), str):
+    if args.model is not None:  # named after the flag (ModelSection would say model.path)
         from ead.paths import check_model_reference
 
-        check_model_reference(data["model"], "--model")
+        check_model_reference(data["model"]["path"], "--model")
     return load_config(EvalConfig, None, args.overrides, base=data)
 
 
@@ -133,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ead.paths import note_old_cache
 
-    note_old_cache(config.model is None and config.warm_start_cache is None)
+    note_old_cache(config.model.path is None and config.model.warm_start_cache is None)
     summary = run_eval(config)
     note = schedule_step_note(summary)
     if note:

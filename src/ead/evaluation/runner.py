@@ -34,28 +34,66 @@ from typing import Any, Literal
 
 from ead.config import ConfigError, config_to_dict, require
 from ead.io import JsonlAppender, repair_jsonl, write_atomic
-from ead.rollout import RolloutEngine, VLLMOptions, build_engine
+from ead.rollout import RolloutEngine, build_engine
+from ead.sections import GradingSection, ModelSection, SamplerSection
 from ead.seeding import problem_block_seed
 from ead.specs import ScheduleSpec
 from ead.tasks.base import Grader, Problem
 
-__all__ = ["EvalConfig", "run_eval", "schedule_label", "resolve_model_path", "problem_seed", "read_records"]
+__all__ = ["EvalConfig", "EvalSamplingSection", "run_eval", "schedule_label", "resolve_model_path", "problem_seed", "read_records"]
 
 BUILTIN_TASKS = ("countdown", "countdown-fork", "countdown-search")
-# Must match between a run and its resume: they change what gets sampled or how it is graded.
-RESUME_KEYS = ("model", "dataset", "data", "countdown", "grader", "grader_options", "samples", "schedules", "step",
-               "max_new_tokens", "top_k", "top_p", "problems_per_batch", "generation_batch_size", "seed", "dtype",
-               "engine", "vllm")
+# Must match between a run and its resume: they change what gets sampled or how it is graded (dotted fields).
+RESUME_KEYS = ("model.path", "model.dtype", "model.warm_start_decoy_rate", "dataset", "data", "countdown", "grader",
+               "grader_options", "samples", "schedules", "step", "sampling.max_new_tokens", "sampling.top_k",
+               "sampling.top_p", "problems_per_batch", "sampling.generation_batch_size", "seed", "sampling.engine",
+               "sampling.vllm")
+
+MOVED_FIELDS = {
+    "model": "model.path", "dtype": "model.dtype", "device": "model.device", "num_threads": "model.num_threads",
+    "warm_start_cache": "model.warm_start_cache", "engine": "sampling.engine", "vllm": "sampling.vllm",
+    "top_k": "sampling.top_k", "top_p": "sampling.top_p", "generation_batch_size": "sampling.generation_batch_size",
+    "max_new_tokens": "sampling.max_new_tokens", "grader_timeout_s": "grading.timeout_s",
+    "grader_workers": "grading.workers", "grader_inline": "grading.inline",
+}
+"""Flat EvalConfig fields of earlier versions -> the nested field that replaced them (refused, never aliased)."""
+
+
+def moved_field_error(name: str, value: Any, where: str = "") -> ConfigError | None:
+    """The error for an old flat field name (``dtype=bfloat16``), naming its nested replacement; None if not moved.
+
+    ``model`` is moved only when given a path (a string or null): a mapping is the new ``model`` section.
+    """
+    if name not in MOVED_FIELDS or (name == "model" and isinstance(value, dict)):
+        return None
+    new = MOVED_FIELDS[name]
+    section, _, leaf = new.partition(".")
+    return ConfigError(
+        f"{where}{name} is now {new} (ead eval nests the model, sampling and grading sections it shares with "
+        f"ead train): write {new}=... as an override, or {leaf}: under {section}: in YAML; see docs/evaluation.md")
+
+
+@dataclass
+class EvalSamplingSection(SamplerSection):
+    """``ead eval``'s ``sampling``: the sampler knobs shared with ``ead train`` plus eval's own response budget."""
+
+    max_new_tokens: int | None = None
+    """Response budget in tokens; None: the built-in task's longest answer + 1, or 1024 for files."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.max_new_tokens is None or self.max_new_tokens >= 1, "sampling.max_new_tokens", "must be >= 1")
 
 
 @dataclass
 class EvalConfig:
-    """Everything ``ead eval`` does; each field documented once."""
+    """Everything ``ead eval`` does; each field documented once (``model``, ``sampling`` and ``grading`` are the
+    :mod:`ead.sections` shared with ``ead train``)."""
 
-    model: str | None = None
-    """HF model id or directory: a ``save_pretrained`` dir, an ead checkpoint (``.../step_N`` with
-    ``model/``) or an ead run dir (its latest checkpoint). None: the built-in warm-started tiny
-    model (built-in tasks only)."""
+    model: ModelSection = field(default_factory=ModelSection)
+    """The model to evaluate (the ead.sections.ModelSection fields of ead train). model.path also takes an ead
+    checkpoint (``.../step_N`` with ``model/``) or an ead run dir (its latest checkpoint); None: the built-in
+    warm-started tiny model (built-in tasks only). model.gradient_checkpointing is refused (eval does not train)."""
     dataset: str = "countdown"
     """``countdown`` / ``countdown-fork`` (built-in held-out split), or a .jsonl/.json/.parquet file or Hub name."""
     data: dict[str, Any] = field(default_factory=dict)
@@ -76,38 +114,18 @@ class EvalConfig:
     """Schedules to compare, e.g. ``[{name: fixed, tau: 0.6}, {name: ead, tau_max: 1.2}]``."""
     step: int | None = None
     """Global step fed to the schedule (EAD's D_s); None: the checkpoint's step (``step_N``), else 0."""
-    max_new_tokens: int | None = None
-    """Response budget in tokens; None: the built-in task's longest answer + 1, or 1024 for files."""
-    top_k: int | None = None
-    """Optional top-k after the temperature."""
-    top_p: float | None = None
-    """Optional nucleus threshold after the temperature."""
+    sampling: EvalSamplingSection = field(default_factory=EvalSamplingSection)
+    """The sampler (EvalSamplingSection: the ead.sections.SamplerSection fields of ead train plus max_new_tokens).
+    With sampling.engine=vllm records lack log pi at temperature 1 and its entropy (vLLM cannot return them in
+    the same pass)."""
     problems_per_batch: int | None = None
     """Problems sampled together in one ``generate`` call (one seed per block); None: as many as fit
-    ``generation_batch_size`` rows (``generation_batch_size // samples``, at least 1). The samples depend
+    ``sampling.generation_batch_size`` rows (``generation_batch_size // samples``, at least 1). The samples depend
     on the layout (see docs/evaluation.md): keep it fixed to compare runs, 1 reproduces older runs."""
-    generation_batch_size: int = 256
-    """Rows per ``generate`` call (auto, lean and hf engines)."""
-    engine: Literal["auto", "lean", "hf", "vllm"] = "auto"
-    """What samples: 'auto' ('lean' when it supports the model, else 'hf'), 'lean' (ead's KV-cached decoding
-    loop, Llama/Qwen-family models), 'hf' (transformers ``generate``) or 'vllm' (``pip install 'ead-rlvr[vllm]'``; records then
-    lack log pi at temperature 1 and its entropy, which vLLM cannot return in the same pass)."""
-    vllm: VLLMOptions = field(default_factory=VLLMOptions)
-    """For engine='vllm': the :class:`ead.rollout.VLLMOptions` fields (gpu_memory_utilization, dtype, ...)."""
     seed: int = 0
     """Base seed; each block's seed is derived from it and the block's uids."""
-    device: str = "auto"
-    """'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ..."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Model weights dtype (temperatures and log-probs are float32 regardless)."""
-    num_threads: int | None = None
-    """torch CPU threads (None: torch's default)."""
-    grader_timeout_s: float = 10.0
-    """Per-response grading limit; a call past it is killed, counted and scores 0."""
-    grader_workers: int = 1
-    """Grader worker processes."""
-    grader_inline: bool = False
-    """Grade in this process (debugging; exceptions contained, no timeout)."""
+    grading: GradingSection = field(default_factory=GradingSection)
+    """The grader pool (the ead.sections.GradingSection fields of ead train: timeout_s, workers, inline, limits)."""
     bootstrap_resamples: int = 1000
     """Bootstrap resamples over problems for the confidence intervals."""
     confidence: float = 0.95
@@ -118,10 +136,17 @@ class EvalConfig:
     """Continue an interrupted evaluation in output_dir (otherwise existing records are an error)."""
     progress: bool = True
     """Show a progress bar."""
-    warm_start_cache: str | None = None
-    """Cache of the built-in tiny model (None: ``$EAD_CACHE_DIR`` or ``~/.cache/ead``, see ead.paths.cache_dir)."""
 
     def __post_init__(self) -> None:
+        from ead.config import config_from_dict
+
+        if not isinstance(self.model, (ModelSection, dict)):
+            raise moved_field_error("model", self.model)
+        for name, cls in (("model", ModelSection), ("sampling", EvalSamplingSection), ("grading", GradingSection)):
+            if isinstance(getattr(self, name), dict):  # the Python API: EvalConfig(model={"path": ...})
+                setattr(self, name, config_from_dict(cls, getattr(self, name), prefix=name))
+        require(not self.model.gradient_checkpointing, "model.gradient_checkpointing",
+                "is a training knob and ead eval does not train; remove it")
         require(self.samples >= 1, "samples", "must be >= 1")
         require(len(self.k) > 0 and all(1 <= k <= self.samples for k in self.k), "k",
                 f"values must be in [1, samples={self.samples}], got {self.k}")
@@ -132,20 +157,12 @@ class EvalConfig:
         require(len(set(labels)) == len(labels), "schedules", f"must be distinct, got {labels}")
         require(self.num_problems is None or self.num_problems >= 1, "num_problems", "must be >= 1")
         require(self.step is None or self.step >= 0, "step", "must be >= 0")
-        require(self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
-        require(self.top_k is None or self.top_k >= 1, "top_k", "must be >= 1 or null")
-        require(self.top_p is None or 0 < self.top_p <= 1, "top_p", "must be in (0, 1] or null")
         require(self.problems_per_batch is None or self.problems_per_batch >= 1, "problems_per_batch",
                 "must be >= 1 or null")
-        require(self.generation_batch_size >= 1, "generation_batch_size", "must be >= 1")
-        require(self.grader_timeout_s > 0, "grader_timeout_s", "must be > 0")
-        require(self.grader_workers >= 1, "grader_workers", "must be >= 1")
         require(self.bootstrap_resamples >= 1, "bootstrap_resamples", "must be >= 1")
         require(0 < self.confidence < 1, "confidence", "must be in (0, 1)")
-        require(self.model is not None or self.dataset in BUILTIN_TASKS, "model",
+        require(self.model.path is not None or self.dataset in BUILTIN_TASKS, "model.path",
                 "is required for file datasets (the built-in model only knows Countdown)")
-        if not isinstance(self.vllm, VLLMOptions):
-            self.vllm = VLLMOptions.from_dict(self.vllm, where="vllm")
         self._check_task_options()
 
     def _check_task_options(self) -> None:
@@ -165,7 +182,7 @@ class EvalConfig:
 
     def block_size(self) -> int:
         """Problems per ``generate`` call: ``problems_per_batch``, or as many as fit the generation batch."""
-        return self.problems_per_batch or max(1, self.generation_batch_size // self.samples)
+        return self.problems_per_batch or max(1, self.sampling.generation_batch_size // self.samples)
 
 
 def schedule_label(spec: dict[str, Any]) -> str:
@@ -249,12 +266,13 @@ def _load_problems_and_grader(config: EvalConfig, tokenizer: Any) -> tuple[list[
 
 def _resolve_model(config: EvalConfig, builtin: str | None) -> tuple[str, int | None]:
     """(path or Hub id, training step or None) of the model to evaluate."""
-    if config.model is not None:
-        return resolve_model_path(config.model)
+    if config.model.path is not None:
+        return resolve_model_path(config.model.path)
     from ead.modeling.loading import builtin_model_path, countdown_config
 
     task_config = countdown_config(builtin, config.countdown, where="countdown: ")
-    return str(builtin_model_path(task_config, config.warm_start_cache, num_threads=config.num_threads)), None
+    return str(builtin_model_path(task_config, config.model.warm_start_cache, decoy_rate=config.model.warm_start_decoy_rate,
+                                  num_threads=config.model.torch_threads())), None
 
 
 def _load_engine(config: EvalConfig, path: str, tokenizer: Any) -> RolloutEngine:
@@ -262,10 +280,11 @@ def _load_engine(config: EvalConfig, path: str, tokenizer: Any) -> RolloutEngine
     from ead.modeling.loading import load_model, resolve_device
 
     model = None
-    if config.engine != "vllm":  # auto, lean and hf sample from a model loaded here
-        model = load_model(path, dtype=config.dtype, device=resolve_device(config.device)).eval()
-    return build_engine(config.engine, model=model, model_path=path, tokenizer=tokenizer,
-                        batch_size=config.generation_batch_size, vllm_options=config.vllm, seed=config.seed)
+    if config.sampling.engine != "vllm":  # auto, lean and hf sample from a model loaded here
+        model = load_model(path, dtype=config.model.dtype, device=resolve_device(config.model.device)).eval()
+    return build_engine(config.sampling.engine, model=model, model_path=path, tokenizer=tokenizer,
+                        batch_size=config.sampling.generation_batch_size, vllm_options=config.sampling.vllm,
+                        seed=config.seed)
 
 
 def _check_output_dir(config: EvalConfig) -> Path:
@@ -276,11 +295,26 @@ def _check_output_dir(config: EvalConfig) -> Path:
     if has_records and not config.resume:
         raise ConfigError(f"output_dir {out} already has records: pass --resume to continue, or use another dir")
     if has_records and (out / "config.json").exists():
-        saved = json.loads((out / "config.json").read_text())
-        changed = [key for key in RESUME_KEYS if saved.get("requested", {}).get(key) != config_to_dict(config).get(key)]
+        requested = json.loads((out / "config.json").read_text()).get("requested", {})
+        old = {name: moved for name, moved in MOVED_FIELDS.items() if moved_field_error(name, requested.get(name))
+               and name in requested}
+        if old:
+            raise ConfigError(
+                f"cannot resume in {out}: its config.json was written by an older ead eval whose model, sampling and "
+                f"grading fields were flat ({', '.join(f'{k} -> {v}' for k, v in old.items())}); that layout cannot "
+                "be checked against this config, so start the evaluation again in a new --output-dir")
+        current = config_to_dict(config)
+        changed = [key for key in RESUME_KEYS if _dotted(requested, key) != _dotted(current, key)]
         if changed:
             raise ConfigError(f"cannot resume in {out}: {changed} differ from the saved config.json")
     return out
+
+
+def _dotted(data: dict[str, Any], key: str) -> Any:
+    """``data["sampling"]["top_k"]`` for ``"sampling.top_k"``; None where a part is missing."""
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
 
 
 def _save_config(out: Path, config: EvalConfig, resolved: dict[str, Any]) -> None:
@@ -361,7 +395,8 @@ def _sample_and_grade(engine: RolloutEngine, pool: Any, blocks: list[list[Proble
             if not missing:
                 continue
             scored = score_problems(engine, pool, block, schedule, samples=config.samples, ks=config.k,
-                                    max_new_tokens=max_new_tokens, step=step, top_k=config.top_k, top_p=config.top_p,
+                                    max_new_tokens=max_new_tokens, step=step, top_k=config.sampling.top_k,
+                                    top_p=config.sampling.top_p,
                                     seed=seed, capture_target=engine.can_capture_target, grade_only=set(missing))
             for key in grade_stats:
                 grade_stats[key] += int(scored.grade_stats.get(key, 0))
@@ -384,8 +419,9 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     from ead.evaluation.report import print_tables, summarize, write_plots
     from ead.grading.sandbox import GraderPool
 
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
+    threads = config.model.torch_threads()  # 1 for the built-in tiny model, as in ead train
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     # -- setup: output dir, model, problems, grader ---------------------------------------------
     out = _check_output_dir(config)
@@ -396,7 +432,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     tokenizer = load_tokenizer(model_path)
     problems, grader, default_budget, _ = _load_problems_and_grader(config, tokenizer)
     step = config.step if config.step is not None else (ckpt_step or 0)
-    max_new_tokens = config.max_new_tokens or default_budget
+    max_new_tokens = config.sampling.max_new_tokens or default_budget
     resolved = {"model_path": model_path, "step": step, "max_new_tokens": max_new_tokens}
     _save_config(out, config, resolved)
     labels = [schedule_label(s) for s in config.schedules]
@@ -417,8 +453,9 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     grade_stats = {"errors": 0, "timeouts": 0}
     engine = _load_engine(config, model_path, tokenizer)
     try:
-        with GraderPool(grader, timeout_s=config.grader_timeout_s, num_workers=config.grader_workers,
-                        inline=config.grader_inline) as pool:
+        grading = config.grading
+        with GraderPool(grader, timeout_s=grading.timeout_s, num_workers=grading.workers, inline=grading.inline,
+                        limits=grading.limits) as pool:
             _sample_and_grade(engine, pool, blocks, labels, schedules, files, done, config, step, max_new_tokens,
                               progress, grade_stats)
     finally:
