@@ -72,6 +72,21 @@ class CountdownConfigError(ValueError):
     """A Countdown config field is out of range; the message names the field."""
 
 
+def is_integer(value: Any) -> bool:
+    """A real int (``True`` is an int to Python, not to a config)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def field_checker(config: Any):
+    """``need(ok, name, what)`` raising :class:`CountdownConfigError` that names ``countdown.<name>`` and its value."""
+
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            raise CountdownConfigError(f"countdown.{name} {what}, got {getattr(config, name)!r}")
+
+    return need
+
+
 @dataclass(frozen=True)
 class CountdownConfig:
     """Difficulty knobs of the Countdown task (frozen: it keys the warm-start cache)."""
@@ -100,13 +115,7 @@ class CountdownConfig:
     """Reward for a well-formed chain that is wrong (0 = plain 1/0 reward, the default)."""
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, what: str) -> None:
-            if not ok:
-                raise CountdownConfigError(f"countdown.{name} {what}, got {getattr(self, name)!r}")
-
-        def is_int(value: Any) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
+        need, is_int = field_checker(self), is_integer
         need(self.variant in ("standard", "fork"), "variant", "must be 'standard' or 'fork'")
         need(is_int(self.num_count) and 2 <= self.num_count <= 6, "num_count", "must be an integer in [2, 6]")
         need(is_int(self.min_value) and self.min_value >= 0, "min_value", "must be an integer >= 0")

@@ -65,9 +65,11 @@ from ead.tasks.countdown import (
     Step,
     _moves,
     chain_mistake,
+    field_checker,
     first_pairs_by_target,
     format_chain,
     is_eval_identity,
+    is_integer,
     parse_chain,
 )
 
@@ -129,13 +131,7 @@ class CountdownSearchConfig:
     """Warm start only: per attempt, the chance that the written check is the wrong one."""
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, what: str) -> None:
-            if not ok:
-                raise CountdownConfigError(f"countdown.{name} {what}, got {getattr(self, name)!r}")
-
-        def is_int(value: Any) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
+        need, is_int = field_checker(self), is_integer
         need(self.variant == "search", "variant", "must be 'search' for task.name=countdown-search")
         need(is_int(self.num_count) and 2 <= self.num_count <= 4, "num_count", "must be an integer in [2, 4]")
         need(is_int(self.min_value) and self.min_value >= 0, "min_value", "must be an integer >= 0")
