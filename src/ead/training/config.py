@@ -18,6 +18,7 @@ from ead.config import ConfigError, config_from_dict, load_config, require
 from ead.data import DatasetSpec
 from ead.grading.sandbox import ResourceLimits
 from ead.modeling.loading import TASK_BUILDERS, countdown_config
+from ead.modeling.lora import LoraOptions
 from ead.rollout.options import VLLMOptions
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.objectives.pipeline import PG_TOKEN_SELECTIONS, POLICY_LOSSES
@@ -50,6 +51,10 @@ class ModelSection:
     """Built-in model only: share of wrong-path (decoy) chains in its supervised warm-start data; None: the
     task's default (0.1 for countdown, 0.85 for countdown-fork). Higher makes the right first step rarer for
     the base policy: the exploration problem EAD targets. Each value is its own cached model."""
+    lora: LoraOptions | None = None
+    """Train LoRA adapters through peft instead of every weight (ead.modeling.lora.LoraOptions: r, alpha, dropout,
+    target_modules); null = full fine-tuning. The KL reference is then the base model (adapters disabled) and
+    checkpoints hold the adapter only (docs/real_models.md)."""
 
     def __post_init__(self) -> None:
         require(_DEVICE.fullmatch(self.device) is not None, "model.device",
@@ -342,6 +347,9 @@ class TrainConfig:
         for where, value in _float_fields(self):
             require(math.isfinite(value) or (where in _MAY_BE_INFINITE and value > 0), where,
                     f"must be a finite number, got {value}")
+        require(self.model.lora is None or self.sampling.engine != "vllm", "model.lora",
+                "is not supported with sampling.engine=vllm (vLLM would need merged weights after every update); "
+                "use sampling.engine=auto, lean or hf")
         for section in ("sampling", "eval"):  # auto and lean hand such schedules to the HF processor
             require(self.sampling.engine != "vllm" or not getattr(self, section).schedule.schedule.needs_logits,
                     f"{section}.schedule", f"'entropy_adaptive' reads the logits while sampling, which only "

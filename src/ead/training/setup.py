@@ -48,8 +48,20 @@ def policy_path(model_section: ModelSection, task_section: TaskSection) -> Path 
 
 
 def load_policy(model_section: ModelSection, task_section: TaskSection, device: torch.device,
-                weights_from: Path | None = None):
-    """Load (model, tokenizer) through the standard transformers API; from a checkpoint when resuming."""
-    path = weights_from / "model" if weights_from is not None else policy_path(model_section, task_section)
-    return load_model_and_tokenizer(path, dtype=model_section.dtype, device=device,
-                                    gradient_checkpointing=model_section.gradient_checkpointing)
+                weights_from: Path | None = None, seed: int = 0):
+    """Load (model, tokenizer) through the standard transformers API; from a checkpoint when resuming. With
+    ``model.lora``: the base from ``model.path`` plus a fresh adapter (initialised from ``seed``) or the checkpoint's."""
+    lora = model_section.lora
+    if lora is None:
+        path = weights_from / "model" if weights_from is not None else policy_path(model_section, task_section)
+        return load_model_and_tokenizer(path, dtype=model_section.dtype, device=device,
+                                        gradient_checkpointing=model_section.gradient_checkpointing)
+    # LoRA: the frozen base comes from model.path every time, the adapter from the checkpoint when resuming
+    from ead.modeling.lora import apply_lora, load_adapter
+    from ead.seeding import adapter_init_seed
+
+    base, tokenizer = load_model_and_tokenizer(policy_path(model_section, task_section), dtype=model_section.dtype,
+                                               device=device, gradient_checkpointing=model_section.gradient_checkpointing)
+    policy = load_adapter(base, weights_from / "model") if weights_from is not None else apply_lora(
+        base, lora, seed=adapter_init_seed(seed))
+    return policy, tokenizer
