@@ -91,7 +91,12 @@ def test_ead_eval_on_a_reasoning_gym_preset(tiny_model_dir, tmp_path):
     from ead.cli import main
 
     out = tmp_path / "eval"
-    code = main(["eval", "--model", str(tiny_model_dir), "--dataset", "reasoning_gym:basic_arithmetic",
+    from ead.tasks.reasoning_gym import eval_rows
+
+    rows = eval_rows("basic_arithmetic:max_terms=2,max_digits=1")  # name:key=value,... like --schedule
+    direct = rg.create_dataset("basic_arithmetic", max_terms=2, max_digits=1, seed=0, size=201)
+    assert [r["answer"]["entry"]["question"] for r in rows] == [direct[i]["question"] for i in range(200)]
+    code = main(["eval", "--model", str(tiny_model_dir), "--dataset", "reasoning_gym:basic_arithmetic:max_terms=2",
                  "--samples", "2", "--k", "1,2", "--output-dir", str(out), "--no-progress", "max_new_tokens=6",
                  "num_problems=3", "num_threads=1", "grader_inline=true"])
     assert code == 0

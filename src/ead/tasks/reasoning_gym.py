@@ -30,7 +30,7 @@ from typing import Any, Literal
 from ead.tasks.base import Grade, Problem
 
 __all__ = ["DEFAULT_PROMPT", "ReasoningGymGrader", "ReasoningGymOptions", "ReasoningGymTask", "eval_rows",
-           "generator_config"]
+           "generator_config", "parse_generator_spec"]
 
 INSTALL_HINT = "task.name=reasoning_gym needs the reasoning-gym package: pip install 'ead-rlvr[reasoning]'"
 
@@ -237,8 +237,25 @@ class ReasoningGymTask:
         return list(self._eval)
 
 
-def eval_rows(name: str) -> list[dict[str, Any]]:
-    """Rows of the default held-out set of generator ``name`` (options default, seed 0), for
-    ``ead eval --dataset reasoning_gym:<name>`` (the dataset preset in :mod:`ead.data`)."""
-    task = ReasoningGymTask(ReasoningGymOptions(dataset=name, train_size=1))
+def parse_generator_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"basic_arithmetic:max_terms=2,max_digits=1"`` -> ``("basic_arithmetic", {"max_terms": 2, "max_digits": 1})``
+    (values read as YAML scalars; the same ``name:key=value,...`` form as ``ead eval --schedule``)."""
+    import yaml
+
+    name, _, params = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in params.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise ReasoningGymError(f"generator option {item!r} in {spec!r} is not key=value "
+                                    "(e.g. reasoning_gym:basic_arithmetic:max_terms=2,max_digits=1)")
+        options[key.strip()] = yaml.safe_load(value)
+    return name, options
+
+
+def eval_rows(spec: str) -> list[dict[str, Any]]:
+    """Rows of the held-out set of generator ``spec`` (``name`` or ``name:key=value,...``; seed 0, 200 items) for
+    ``ead eval --dataset reasoning_gym:<spec>`` (the dataset preset in :mod:`ead.data`)."""
+    name, options = parse_generator_spec(spec)
+    task = ReasoningGymTask(ReasoningGymOptions(dataset=name, options=options, train_size=1))
     return [{"uid": p.uid, "prompt": p.prompt, "answer": p.answer} for p in task.eval_problems()]
