@@ -34,7 +34,7 @@ __all__ = ["DEFAULT_PROMPT", "ReasoningGymGrader", "ReasoningGymOptions", "Reaso
 
 INSTALL_HINT = "task.name=reasoning_gym needs the reasoning-gym package: pip install 'ead-rlvr[reasoning]'"
 
-DEFAULT_PROMPT = "{question}\nGive your final answer inside <answer></answer>, e.g. <answer>42</answer>."
+DEFAULT_PROMPT = "{question}\nGive your final answer inside <answer></answer> tags."
 """How a question becomes a prompt when ``prompt_template`` is not set (``{question}`` is the generator's text)."""
 
 
