@@ -71,12 +71,19 @@ def test_fresh_adapter_starts_equal_to_base_and_reference_is_the_base(tiny_token
 # ------------------------------------------------------------------ sampling
 
 
-def test_lean_engine_on_a_peft_model_records_the_adapted_log_mu(tiny_tokenizer, one_thread):
+@pytest.mark.parametrize("engine_name", ["lean", "hf"])
+def test_engines_on_a_peft_model_record_the_adapted_log_mu(tiny_tokenizer, one_thread, engine_name):
     model = lora_model(tiny_tokenizer)
-    engine = build_engine("auto", model=model, model_path=None, tokenizer=tiny_tokenizer, batch_size=8)
-    assert isinstance(engine, LeanEngine)  # auto drives the LoRA layers itself, no fallback to generate()
+    if engine_name == "lean":
+        engine = build_engine("auto", model=model, model_path=None, tokenizer=tiny_tokenizer, batch_size=8)
+        assert isinstance(engine, LeanEngine)  # auto drives the LoRA layers itself, no fallback to generate()
     prompts = ["3 7>5:", "1 2 3>6:", "9>9:"] * 2
-    out = lean_sample(model, tiny_tokenizer, prompts, SCHEDULE, max_new_tokens=5, seed=7, capture_target=True)
+    if engine_name == "lean":
+        out = lean_sample(model, tiny_tokenizer, prompts, SCHEDULE, max_new_tokens=5, seed=7, capture_target=True)
+    else:
+        from ead.sampling import sample
+
+        out = sample(model, tiny_tokenizer, prompts, SCHEDULE, max_new_tokens=5, seed=7, capture_target=True)
     checked = 0
     for row in range(len(prompts)):
         n = int(out.response_mask[row].sum())
