@@ -96,14 +96,33 @@ DATASET_PRESETS: dict[str, DatasetPreset] = {
 }
 """Built-in datasets by name; a preset name takes precedence over a file of the same name."""
 
+PARAMETRIC_PRESETS: dict[str, DatasetPreset] = {
+    "reasoning_gym": DatasetPreset(  # reasoning_gym:<generator>: its default held-out set; see ead.tasks.reasoning_gym
+        "ead.tasks.reasoning_gym:eval_rows", "reasoning_gym",
+        {"prompt_field": "prompt", "uid_field": "uid", "answer_format": "raw"}),
+}
+"""Presets named ``prefix:argument`` (``reasoning_gym:basic_arithmetic``): the rows function gets the argument."""
+
+
+def _preset(path: str | None) -> tuple[DatasetPreset, tuple[str, ...]] | None:
+    """The preset a data path names, with the rows function's arguments; None for a file or Hub name."""
+    if path in DATASET_PRESETS:
+        return DATASET_PRESETS[path], ()
+    prefix, colon, argument = (path or "").partition(":")
+    if colon and argument and prefix in PARAMETRIC_PRESETS:
+        return PARAMETRIC_PRESETS[prefix], (argument,)
+    return None
+
 
 def preset_grader(path: str | None, default: str = "math") -> str:
     """The grader of the preset named ``path``, else ``default``."""
-    return DATASET_PRESETS[path].grader if path in DATASET_PRESETS else default
+    found = _preset(path)
+    return found[0].grader if found is not None else default
 
 
 def _with_preset_defaults(spec: DataSpec) -> DataSpec:
-    preset = DATASET_PRESETS.get(spec.path)
+    found = _preset(spec.path)
+    preset = found[0] if found is not None else None
     if preset is None:
         return spec
     defaults = {f.name: f.default for f in dataclasses.fields(DataSpec)}
@@ -132,14 +151,15 @@ class ProblemSet:
 
 def read_rows(spec: DataSpec) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
     """``(source label, [(1-based row, record), ...])`` from a local file or the Hub."""
-    if spec.path in DATASET_PRESETS:
-        module_name, _, function = DATASET_PRESETS[spec.path].rows.partition(":")
+    found = _preset(spec.path)
+    if found is not None:
+        module_name, _, function = found[0].rows.partition(":")
         import importlib
 
-        try:  # a preset's loader says what is missing with a FileNotFoundError (it cannot import this module)
-            rows = getattr(importlib.import_module(module_name), function)()
-        except FileNotFoundError as exc:
-            raise DataError(str(exc)) from None
+        try:  # a preset's loader says what is missing with a FileNotFoundError / ValueError (it cannot import this module)
+            rows = getattr(importlib.import_module(module_name), function)(*found[1])
+        except (FileNotFoundError, ValueError) as exc:
+            raise DataError(f"dataset {spec.path}: {exc}") from None
         return spec.path, list(enumerate(rows, start=1))
     path = Path(spec.path)
     if not spec.path:

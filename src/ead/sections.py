@@ -21,6 +21,7 @@ from typing import Literal
 
 from ead.config import require
 from ead.grading.sandbox import ResourceLimits
+from ead.modeling.lora import LoraOptions
 from ead.paths import check_model_reference
 from ead.rollout.options import VLLMOptions
 
@@ -50,6 +51,10 @@ class ModelSection:
     """Built-in model only: share of wrong-path (decoy) chains in its supervised warm-start data; None: the
     task's default (0.1 for countdown, 0.85 for countdown-fork). Higher makes the right first step rarer for
     the base policy: the exploration problem EAD targets. Each value is its own cached model."""
+    lora: LoraOptions | None = None
+    """Train LoRA adapters through peft instead of every weight (ead.modeling.lora.LoraOptions: r, alpha, dropout,
+    target_modules); null = full fine-tuning. The KL reference is then the base model (adapters disabled) and
+    checkpoints hold the adapter only (docs/real_models.md)."""
 
     def __post_init__(self) -> None:
         require(_DEVICE.fullmatch(self.device) is not None, "model.device",

@@ -48,6 +48,12 @@ def problem_block_seed(seed: int, uids: Sequence[str]) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def adapter_init_seed(seed: int) -> int:
+    """Seed of a fresh LoRA adapter's initialisation (its A matrices): the same run seed gives the same adapter,
+    whatever the global RNG went through while loading (a first warm start of the built-in model draws from it)."""
+    return seed
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators."""
     import numpy as np

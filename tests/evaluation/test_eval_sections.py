@@ -76,7 +76,7 @@ def test_print_config_shows_the_nested_sections(capsys):
     assert main(["eval", "--print-config", "--top-k", "5", "--dtype", "float16", "grading.timeout_s=3"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert list(printed["model"]) == ["path", "dtype", "device", "num_threads", "gradient_checkpointing",
-                                      "warm_start_cache", "warm_start_decoy_rate"]
+                                      "warm_start_cache", "warm_start_decoy_rate", "lora"]
     assert list(printed["sampling"]) == ["top_k", "top_p", "generation_batch_size", "engine", "vllm", "max_new_tokens"]
     assert list(printed["grading"]) == ["timeout_s", "workers", "inline", "limits"]
     assert (printed["model"]["dtype"], printed["sampling"]["top_k"], printed["grading"]["timeout_s"]) == ("float16", 5, 3.0)

@@ -147,6 +147,8 @@ class EvalConfig:
                 setattr(self, name, config_from_dict(cls, getattr(self, name), prefix=name))
         require(not self.model.gradient_checkpointing, "model.gradient_checkpointing",
                 "is a training knob and ead eval does not train; remove it")
+        require(self.model.lora is None, "model.lora", "is a training knob (it adds new adapters) and ead eval does "
+                "not train; remove it")
         require(self.samples >= 1, "samples", "must be >= 1")
         require(len(self.k) > 0 and all(1 <= k <= self.samples for k in self.k), "k",
                 f"values must be in [1, samples={self.samples}], got {self.k}")

@@ -70,6 +70,14 @@ def _code(**kwargs: Any) -> Grader:
     return CodeGrader(**kwargs)
 
 
+@register_grader("reasoning_gym")
+def _reasoning_gym(**kwargs: Any) -> Grader:
+    """A reasoning-gym generator's own scorer on the <answer> tag (``ead.tasks.reasoning_gym``)."""
+    from ead.tasks.reasoning_gym import ReasoningGymGrader
+
+    return ReasoningGymGrader(**kwargs)
+
+
 def _import_path(path: str) -> Any:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:

@@ -109,12 +109,14 @@ def builtin_model_path(task_config, cache_dir: str | Path | None, *, decoy_rate:
     return warm_start(task, cache_dir, sft_config=sft, num_threads=num_threads)
 
 
-def _countdown_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_path: Any, where: str):
+def _countdown_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_path: Any, where: str,
+                    options: Any = None):
     task_config = countdown_config(name, countdown, where)
     return _countdown_task_class(task_config)(task_config, seed=seed)
 
 
-def _dataset_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_path: Any, where: str):
+def _dataset_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_path: Any, where: str,
+                  options: Any = None):
     from ead.data import DatasetTask
 
     tokenizer = None
@@ -128,21 +130,42 @@ def _dataset_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_
         raise ConfigError(f"{where}dataset: {exc}") from None
 
 
+def _reasoning_gym_task(name: str, countdown: Any, dataset: Any, seed: int, tokenizer_path: Any, where: str,
+                        options: Any = None):
+    from ead.tasks.reasoning_gym import ReasoningGymError, ReasoningGymOptions, ReasoningGymTask
+
+    if not isinstance(options, ReasoningGymOptions):
+        from ead.config import config_from_dict
+
+        options = config_from_dict(ReasoningGymOptions, options or {}, prefix=f"{where}reasoning_gym")
+    tokenizer = None
+    if tokenizer_path is not None and options.chat_template:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    try:
+        return ReasoningGymTask(options, seed=seed, tokenizer=tokenizer)
+    except ReasoningGymError as exc:
+        raise ConfigError(f"{where}reasoning_gym.{exc}") from None
+
+
 TASK_BUILDERS: dict[str, Callable[..., Any]] = {
     "countdown": _countdown_task,
     "countdown-fork": _countdown_task,
     "countdown-search": _countdown_task,
     "dataset": _dataset_task,
+    "reasoning_gym": _reasoning_gym_task,
 }
-"""``task.name`` -> builder ``(name, countdown, dataset, seed, tokenizer_path, where) -> Task``. A new task
+"""``task.name`` -> builder ``(name, countdown, dataset, seed, tokenizer_path, where, options) -> Task`` (``options``:
+the task's own typed options, e.g. ``task.reasoning_gym``). A new task
 is a module under ``ead/tasks/`` plus one entry here (``task.name`` is checked against this registry)."""
 
 
 def build_task(name: str, *, countdown: Any = None, dataset: Any = None, seed: int = 0,
-               tokenizer_path: str | Path | None = None, where: str = "task."):
+               tokenizer_path: str | Path | None = None, where: str = "task.", options: Any = None):
     """The task called ``name`` (a :data:`TASK_BUILDERS` key): a Countdown preset (``countdown``: overrides
     or a ready CountdownConfig) or ``'dataset'`` (``dataset``: a :class:`~ead.data.DatasetSpec` or its
     dict; prompts are measured with the tokenizer at ``tokenizer_path`` when given)."""
     if name not in TASK_BUILDERS:
         raise ConfigError(f"{where}name must be one of {sorted(TASK_BUILDERS)}, got {name!r}")
-    return TASK_BUILDERS[name](name, countdown, dataset, seed, tokenizer_path, where)
+    return TASK_BUILDERS[name](name, countdown, dataset, seed, tokenizer_path, where, options)

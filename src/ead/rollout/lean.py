@@ -49,8 +49,15 @@ COMPACT_FRACTION = 0.25
 """Compact the batch once this share of live rows has finished (each compaction copies the cache)."""
 
 
+def _decoder(model):
+    """The transformers model under a peft wrapper (its LoRA layers injected in place, so the loop's module
+    calls apply the adapters); any other model as is."""
+    return model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+
+
 def supports(model) -> str | None:
     """None when the lean loop can drive ``model``, else why not (one line)."""
+    model = _decoder(model)
     config = getattr(model, "config", None)
     if config is None:
         return "not a Hugging Face model (no config)"
@@ -235,6 +242,7 @@ def lean_sample(model, tokenizer, prompts: list[str], schedule: Schedule, step: 
     reason = supports(model)
     if reason is not None:
         raise ValueError(f"the lean engine cannot sample from this model: {reason}; use sampling.engine=hf")
+    model = _decoder(model)  # a PeftModel: its base, whose projections are the LoRA layers
     was_training = model.training
     model.eval()
     rng_context = torch.random.fork_rng() if seed is not None else nullcontext()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ead.config import ConfigError, config_from_dict, load_config, require
 from ead.data import DatasetSpec
 from ead.modeling.loading import TASK_BUILDERS, countdown_config
+from ead.tasks.reasoning_gym import ReasoningGymOptions
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.objectives.pipeline import PG_TOKEN_SELECTIONS, POLICY_LOSSES
 # ModelSection and GradingSection are shared with `ead eval` (ead.sections); imported here so
@@ -29,7 +30,8 @@ from ead.tasks.countdown import DEMO_EAD_SCHEDULE, CountdownConfig
 class TaskSection:
     name: str = "countdown"
     """'countdown' (built-in), 'countdown-fork' (built-in, isolates the early-fork mechanism), 'countdown-search'
-    (built-in, long variable-length search responses, docs/long_reasoning.md) or 'dataset'."""
+    (built-in, long variable-length search responses, docs/long_reasoning.md), 'dataset' or 'reasoning_gym'
+    (a reasoning-gym generator, task.reasoning_gym; docs/real_models.md)."""
     seed: int = 0
     """Seed of the training problem stream (independent of the sampling seed)."""
     countdown: dict[str, Any] = field(default_factory=dict)
@@ -39,6 +41,9 @@ class TaskSection:
     (ead.data.DatasetFiles and ead.data.DataSpec fields), each checked at load."""
     num_eval_problems: int | None = 64
     """How many held-out problems the periodic evaluation uses (None = all)."""
+    reasoning_gym: ReasoningGymOptions = field(default_factory=ReasoningGymOptions)
+    """For name='reasoning_gym': the generator (dataset, its options), seed, train_size, eval_size, prompt_template,
+    answer_extraction, chat_template (ead.tasks.reasoning_gym.ReasoningGymOptions); checked at load."""
 
     countdown_config: CountdownConfig | None = field(init=False, default=None, repr=False, compare=False)
     """Derived: the preset named by ``name`` with ``countdown`` applied (None for 'dataset')."""
@@ -47,7 +52,9 @@ class TaskSection:
         require(self.name in TASK_BUILDERS, "task.name", f"must be one of {sorted(TASK_BUILDERS)}, got {self.name!r}")
         if not isinstance(self.dataset, DatasetSpec):
             self.dataset = DatasetSpec(self.dataset, where="task.dataset")
-        if self.name != "dataset":  # a built-in Countdown preset (standard, fork or search) plus overrides
+        if self.name == "reasoning_gym":  # the generator name and its options, checked against reasoning-gym
+            self.reasoning_gym.check("task.reasoning_gym")
+        elif self.name != "dataset":  # a built-in Countdown preset (standard, fork or search) plus overrides
             self.countdown_config = countdown_config(self.name, self.countdown, where="task.")
         require(self.name != "dataset" or bool(self.dataset), "task.dataset", "is required when task.name is 'dataset'")
         require(self.num_eval_problems is None or self.num_eval_problems >= 1, "task.num_eval_problems", "must be >= 1")
@@ -278,6 +285,9 @@ class TrainConfig:
         for where, value in _float_fields(self):
             require(math.isfinite(value) or (where in _MAY_BE_INFINITE and value > 0), where,
                     f"must be a finite number, got {value}")
+        require(self.model.lora is None or self.sampling.engine != "vllm", "model.lora",
+                "is not supported with sampling.engine=vllm (vLLM would need merged weights after every update); "
+                "use sampling.engine=auto, lean or hf")
         for section in ("sampling", "eval"):  # auto and lean hand such schedules to the HF processor
             require(self.sampling.engine != "vllm" or not getattr(self, section).schedule.schedule.needs_logits,
                     f"{section}.schedule", f"'entropy_adaptive' reads the logits while sampling, which only "
@@ -398,12 +408,12 @@ def check_real_model_settings(config: TrainConfig, explicit: set[str]) -> None:
     The demo schedule (unit 0.4: tau at its floor by token ~8), 24 new tokens and lr 2e-4 are right for
     the built-in 1M-parameter character model and wrong for any pretrained checkpoint.
     """
-    if config.task.name != "dataset" or config.model.path is None:
+    if config.task.name not in ("dataset", "reasoning_gym") or config.model.path is None:
         return
     missing = [name for name in TOY_DEFAULTS if name not in explicit]
     if missing:
         raise ConfigError(
-            f"{', '.join(missing)} not set: with task.name=dataset and model.path={config.model.path} the built-in "
+            f"{', '.join(missing)} not set: with task.name={config.task.name} and model.path={config.model.path} the built-in "
             "demo's defaults (schedule unit 0.4, max_new_tokens 24, lr 2e-4; tuned for a 1M-parameter character "
             "model) would apply. Set them, e.g. sampling.schedule={name: ead} (the paper's k=20 units) "
             "sampling.max_new_tokens=1024 train.lr=1e-6, or start from a recipe: ead train --recipe "

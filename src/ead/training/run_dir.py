@@ -60,7 +60,8 @@ def config_differences(saved: dict[str, Any], now: dict[str, Any], defaults: dic
     old, new = flatten(saved), flatten(now)
     missing = "(absent)"
     for key, value in flatten(defaults or {}).items():
-        old.setdefault(key, value)
+        if not any(saved_key.startswith(key + ".") for saved_key in old):  # a null default saved as a mapping (model.lora)
+            old.setdefault(key, value)
     return [f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
             for key in sorted(set(old) | set(new))
             if not may_change_on_resume(key) and old.get(key, missing) != new.get(key, missing)]

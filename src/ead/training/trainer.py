@@ -28,6 +28,7 @@ from ead.config import ConfigError, config_to_dict
 from ead.rollout import build_engine
 from ead.grading.sandbox import GraderPool
 from ead.io import write_atomic
+from ead.modeling.lora import AdapterDisabledReference
 from ead.objectives import compute_advantages
 from ead.seeding import periodic_eval_seed, process_seed, seed_everything
 from ead.objectives.regularizers import adaptive_entropy_coef
@@ -110,15 +111,20 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     task: Task = build_task(config.task, config.model)
     check_length_budget(task, config.sampling.max_new_tokens, builtin_model=config.model.path is None)
     resume_from = latest_checkpoint(checkpoint_dir) if resume else None
-    model, tokenizer = load_policy(config.model, config.task, device, weights_from=resume_from)
+    model, tokenizer = load_policy(config.model, config.task, device, weights_from=resume_from,
+                                   seed=config.train.seed)
     # Seed after loading: a first-time warm start of the built-in model draws from the global RNG,
     # and a run must not depend on whether that cache already existed.
     seed_everything(process_seed(config.train.seed, dist.rank))  # each process samples its own responses
-    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.algorithm.kl_coef > 0 else None
-    if resume_from is not None and ref_model is not None:
+    ref_model = None
+    if config.algorithm.kl_coef > 0 and config.model.lora is not None:  # LoRA: the base model is the reference, no copy
+        ref_model = AdapterDisabledReference(model)
+    elif config.algorithm.kl_coef > 0:
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    if resume_from is not None and ref_model is not None and config.model.lora is None:
         ref_model, _ = load_policy(config.model, config.task, device)  # the reference is the initial policy
         ref_model.eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.train.lr, weight_decay=config.train.weight_decay)
     model, optimizer = dist.prepare(model, optimizer)  # DDP wrapper when data-parallel
     policy = dist.unwrap(model)  # the plain module: sampling, evaluation, saving
     warmup = config.train.warmup_steps
