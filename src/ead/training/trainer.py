@@ -100,7 +100,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     run_dir = Path(config.output.dir)
     prepare_run_dir(run_dir, config_to_dict(config), resume, overwrite)
     checkpoint_dir = run_dir / "checkpoints"
-    num_threads = config.model.num_threads or (1 if config.model.path is None else None)
+    num_threads = config.model.torch_threads()
     if num_threads:
         torch.set_num_threads(num_threads)
     dist, dist_device = setup_distributed(config.model.device)  # single process: a no-op
@@ -116,14 +116,15 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     # Seed after loading: a first-time warm start of the built-in model draws from the global RNG,
     # and a run must not depend on whether that cache already existed.
     seed_everything(process_seed(config.train.seed, dist.rank))  # each process samples its own responses
-    ref_model = None
-    if config.algorithm.kl_coef > 0 and config.model.lora is not None:  # LoRA: the base model is the reference, no copy
-        ref_model = AdapterDisabledReference(model)
-    elif config.algorithm.kl_coef > 0:
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    if resume_from is not None and ref_model is not None and config.model.lora is None:
-        ref_model, _ = load_policy(config.model, config.task, device)  # the reference is the initial policy
-        ref_model.eval().requires_grad_(False)
+    ref_model = None  # the KL reference: the initial policy
+    if config.algorithm.kl_coef > 0:
+        if config.model.lora is not None:  # LoRA: the base model with the adapters off, no copy
+            ref_model = AdapterDisabledReference(model)
+        elif resume_from is not None:  # the loaded weights are the checkpoint's: load the initial policy again
+            ref_model, _ = load_policy(config.model, config.task, device)
+            ref_model.eval().requires_grad_(False)
+        else:
+            ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.train.lr, weight_decay=config.train.weight_decay)
     model, optimizer = dist.prepare(model, optimizer)  # DDP wrapper when data-parallel
     policy = dist.unwrap(model)  # the plain module: sampling, evaluation, saving
