@@ -50,6 +50,20 @@ def tiny_overrides(model_dir, out_dir, steps=4):
     ]
 
 
+def use_grader(monkeypatch, grader) -> None:
+    """Make ``ead.training.trainer.train`` grade with ``grader`` instead of its task's own."""
+    import ead.training.trainer as trainer_module
+
+    real_build = trainer_module.build_task
+
+    def build_with_grader(task_section, model_section):
+        task = real_build(task_section, model_section)
+        task.grader = grader
+        return task
+
+    monkeypatch.setattr(trainer_module, "build_task", build_with_grader)
+
+
 def crash_then_resume(make_config, monkeypatch, crash_on_update: int):
     """Train with ``ppo_update`` raising on its ``crash_on_update``-th call, then resume; the run dir."""
     import ead.training.trainer as trainer_module

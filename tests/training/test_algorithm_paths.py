@@ -7,7 +7,7 @@ import inspect
 import pytest
 import torch
 
-from conftest import assert_same_run, crash_then_resume, tiny_overrides
+from conftest import assert_same_run, crash_then_resume, tiny_overrides, use_grader
 from ead.tasks.base import Grade
 from ead.training.config import load_train_config
 from ead.training.logger import read_metrics
@@ -42,16 +42,7 @@ def half_solvable_grader(problem, response):
 @pytest.fixture
 def half_solvable_task(monkeypatch):
     """The run's task graded by :func:`half_solvable_grader` (a random policy otherwise never earns a reward)."""
-    import ead.training.trainer as trainer_module
-
-    real_build = trainer_module.build_task
-
-    def build_with_grader(task_section, model_section):
-        task = real_build(task_section, model_section)
-        task.grader = half_solvable_grader
-        return task
-
-    monkeypatch.setattr(trainer_module, "build_task", build_with_grader)
+    use_grader(monkeypatch, half_solvable_grader)
 
 
 def _weights(directory):

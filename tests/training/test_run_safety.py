@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from conftest import build_test_model, build_test_tokenizer
+from conftest import build_test_model, build_test_tokenizer, use_grader
 from ead.cli import main
 from ead.io import RunFileError
 from ead.training.checkpoint import (
@@ -211,14 +211,7 @@ def test_nan_rewards_are_grader_errors_and_training_stays_finite(tiny_model_dir,
     import ead.training.trainer as trainer_module
     from ead.training.config import load_train_config
 
-    real_build = trainer_module.build_task
-
-    def build_with_nan_grader(task_section, model_section):
-        task = real_build(task_section, model_section)
-        task.grader = nan_grader
-        return task
-
-    monkeypatch.setattr(trainer_module, "build_task", build_with_nan_grader)
+    use_grader(monkeypatch, nan_grader)
     run_dir = trainer_module.train(load_train_config(overrides=small_run(tiny_model_dir, tmp_path / "run")))
     records = read_metrics(run_dir / "metrics.jsonl")
     assert sum(r["reward/grade_errors"] for r in records) > 0

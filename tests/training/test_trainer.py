@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import assert_same_run, crash_then_resume, tiny_overrides
+from conftest import assert_same_run, crash_then_resume, tiny_overrides, use_grader
 from ead.tasks.base import Grade
 from ead.training.config import load_train_config
 from ead.training.logger import read_metrics
@@ -71,18 +71,7 @@ def flaky_grader(problem, response):
 
 
 def test_raising_and_hanging_grader_is_contained(tiny_model_dir, tmp_path, monkeypatch):
-    import ead.training.setup as setup_module
-
-    real_build = setup_module.build_task
-
-    def build_with_flaky_grader(task_section, model_section):
-        task = real_build(task_section, model_section)
-        task.grader = flaky_grader
-        return task
-
-    import ead.training.trainer as trainer_module
-
-    monkeypatch.setattr(trainer_module, "build_task", build_with_flaky_grader)
+    use_grader(monkeypatch, flaky_grader)
     overrides = tiny_overrides(tiny_model_dir, tmp_path / "run", steps=1)
     overrides = [o for o in overrides if not o.startswith("grading.")] + ["grading.timeout_s=0.5", "eval.every=0"]
     run_dir = train(load_train_config(overrides=overrides))
