@@ -79,6 +79,21 @@ def test_jobs_run_seed_major_so_a_cut_short_sweep_covers_every_group(tmp_path):
     assert jobs[0].argv[-1] != "--resume" and jobs[0].args[:2] == ["--algorithm", "grpo"]
 
 
+def test_only_runs_the_chosen_axis_values_and_a_later_full_run_fills_in_the_rest(tmp_path, fake_train):
+    from ead.experiments.command import parse_only
+
+    config = make_config(tmp_path)
+    only = parse_only(["sampler=ead"], config)
+    assert only == {"sampler": {"ead"}}
+    assert run_sweep(config, progress=False, poll_s=0.05, only=only).done == ["ead__grpo__s0", "ead__grpo__s1"]
+    result = run_sweep(config, progress=False, poll_s=0.05)
+    assert result.done == ["hot__grpo__s0", "hot__grpo__s1"] and sorted(result.skipped) == ["ead__grpo__s0", "ead__grpo__s1"]
+    for word, message in [("sampler", "expected AXIS=VALUE"), ("temp=ead", "no axis 'temp'"),
+                          ("sampler=ead,cold", "no value 'cold'")]:
+        with pytest.raises(ConfigError, match=message):
+            parse_only([word], config)
+
+
 @pytest.mark.parametrize("change, field", [
     ({"jobs": 0}, "jobs"),
     ({"seeds": [1, 1]}, "seeds"),

@@ -26,15 +26,19 @@ def test_moving_average_is_trailing():
 FINAL = {"fixed-1.0__grpo": [0.40, 0.50, 0.60], "ead__grpo": [0.50, 0.70, 0.60]}
 
 
-def write_sweep(root):
+def write_sweep(root, finals=None):
+    finals = FINAL if finals is None else finals
+    labels = dict.fromkeys(group.removesuffix("__grpo") for group in finals)
     config = {"name": "toy", "description": "a hand-made sweep", "out_dir": str(root), "base": ["train.steps=4"],
-              "axes": {"sampler": {"fixed-1.0": [], "ead": []}}, "algorithms": ["grpo"], "seeds": [0, 1, 2],
+              "axes": {"sampler": {label: [] for label in labels}}, "algorithms": ["grpo"], "seeds": [0, 1, 2],
               "base_eval": {"enabled": True}, "report": {"targets": {"eval/mean@16": [0.45, 0.65]}, "smooth": 1,
                                                           "baseline": "fixed-1.0"}}
     root.mkdir(parents=True)
     (root / "sweep.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    for group, finals in FINAL.items():
-        for seed, final in enumerate(finals):
+    for group, per_seed in finals.items():
+        for seed, final in enumerate(per_seed):
+            if final is None:  # a cell this sweep did not run (ead sweep --only)
+                continue
             cell = root / "cells" / f"{group}__s{seed}"
             cell.mkdir(parents=True)
             records = []
@@ -158,3 +162,33 @@ def test_a_summary_without_curves_or_samplers_still_renders(tmp_path):
     text = report_from_summary(tmp_path / "old.json", tmp_path / "out").read_text()
     assert "Per-step curves are not in this summary" in text
     assert len(re.findall(r"<figure data-axes='1'>", text)) == 4 + 2  # final metrics, base pass@N / maj@N
+
+
+def test_merge_summary_completes_an_only_rerun_and_pairs_across_both(tmp_path):
+    from ead.experiments.summary import merge_summary
+
+    committed = summarize(load_sweep(write_sweep(tmp_path / "old")))
+    # The rerun repeats the baseline (same numbers) and adds a group; "ead" is not rerun.
+    fresh_finals = {"fixed-1.0__grpo": [0.40, 0.50, 0.60], "ead__grpo": [None] * 3, "ead+x__grpo": [0.60, 0.50, 0.90]}
+    fresh = summarize(load_sweep(write_sweep(tmp_path / "new", fresh_finals)))
+    committed = json.loads(json.dumps(committed))  # as read back from summary.json: seed keys become strings
+    merged = merge_summary(fresh, committed)
+    assert [g["group"] for g in merged["groups"]] == ["fixed-1.0__grpo", "ead__grpo", "ead+x__grpo"]
+    assert merged["groups"][1] == committed["groups"][1]  # taken over unchanged
+    paired = {row["group"]: row["eval/mean@16"] for row in merged["paired"]}
+    # ead - fixed: 0.1, 0.2, 0.0 -> 0.1; ead+x - fixed: 0.2, 0.0, 0.3 -> 0.16667 (sd 0.15275, t_2 4.303 / sqrt 3)
+    assert paired["ead__grpo"]["mean"] == pytest.approx(0.1)
+    assert paired["ead+x__grpo"]["mean"] == pytest.approx(0.5 / 3)
+    assert paired["ead+x__grpo"]["ci95"] == pytest.approx(4.303 * 0.152753 / 3 ** 0.5, abs=1e-4)
+
+
+def test_merge_summary_refuses_runs_that_do_not_reproduce(tmp_path):
+    from ead.experiments.summary import merge_summary
+
+    committed = summarize(load_sweep(write_sweep(tmp_path / "old")))
+    fresh = summarize(load_sweep(write_sweep(tmp_path / "new", {"fixed-1.0__grpo": [0.40, 0.55, 0.60],
+                                                                "ead__grpo": [None] * 3})))
+    with pytest.raises(ValueError, match="fixed-1.0__grpo seed 1"):
+        merge_summary(fresh, committed)
+    with pytest.raises(ValueError, match="cannot merge sweep"):
+        merge_summary(fresh, {**committed, "name": "other"})

@@ -278,25 +278,68 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
 
 def paired_differences(sweep: Sweep) -> list[dict[str, Any]]:
     """Final metric of each group minus the baseline group's, paired by seed (same algorithm)."""
-    baseline = sweep.config.report.baseline
+    groups = [{"group": g.id, "labels": g.labels, "algorithm": g.algorithm,
+               "final": {key: {"per_seed": final_values(g, key)} for key in PAIRED}} for g in sweep.groups.values()]
+    return paired_from_groups(groups, sweep.config.report.baseline)
+
+
+def paired_from_groups(groups: list[dict[str, Any]], baseline: str | None) -> list[dict[str, Any]]:
+    """Paired differences from summary group entries (their per-seed final values) against ``baseline``.
+
+    A group's label is its first axis value (``Group.label``); the baseline of an algorithm is its group
+    with that label. Seeds present in both groups are paired; JSON turns seed keys into strings, so
+    seeds are compared as strings.
+    """
     if baseline is None:
         return []
+    label = lambda g: next(iter(g["labels"].values()), g["algorithm"])  # noqa: E731
     rows = []
-    for algorithm in sweep.algorithms:
-        ref = next((g for g in sweep.groups.values() if g.label == baseline and g.algorithm == algorithm), None)
+    for algorithm in dict.fromkeys(g["algorithm"] for g in groups):
+        ref = next((g for g in groups if label(g) == baseline and g["algorithm"] == algorithm), None)
         if ref is None:
             continue
-        for group in sweep.groups.values():
-            if group.algorithm != algorithm or group is ref:
+        for group in groups:
+            if group["algorithm"] != algorithm or group is ref:
                 continue
-            row: dict[str, Any] = {"group": group.id, "baseline": ref.id}
+            row: dict[str, Any] = {"group": group["group"], "baseline": ref["group"]}
             for key in PAIRED:
-                mine, theirs = final_values(group, key), final_values(ref, key)
-                diffs = [mine[s] - theirs[s] for s in mine if s in theirs]
-                mean, half, n = mean_ci(diffs)
+                mine = {str(s): v for s, v in group["final"][key]["per_seed"].items()}
+                theirs = {str(s): v for s, v in ref["final"][key]["per_seed"].items()}
+                mean, half, n = mean_ci([mine[s] - theirs[s] for s in mine if s in theirs])
                 row[key] = {"mean": mean, "ci95": half, "n": n}
             rows.append(row)
     return rows
+
+
+def merge_summary(fresh: dict[str, Any], committed: dict[str, Any], tolerance: float = 1e-9) -> dict[str, Any]:
+    """``fresh`` (a sweep that ran only some groups, e.g. ``ead sweep --only``) completed by ``committed``.
+
+    Groups without runs in ``fresh`` are taken from ``committed`` (a summary.json of the same sweep);
+    groups with runs in both must agree seed by seed on every paired metric, or the two sets of runs do not
+    reproduce each other and pairing across them would be wrong (ValueError names the group and seed).
+    Paired differences are recomputed over the merged groups.
+    """
+    if fresh["name"] != committed["name"]:
+        raise ValueError(f"cannot merge sweep {fresh['name']!r} with a summary of {committed['name']!r}")
+    old = {g["group"]: g for g in committed["groups"]}
+    groups = []
+    for group in fresh["groups"]:
+        before = old.pop(group["group"], None)
+        if group["seeds"] == 0 and before is not None:
+            groups.append(before)
+            continue
+        if before is not None:
+            for key in PAIRED:
+                now = {str(s): v for s, v in group["final"][key]["per_seed"].items()}
+                for seed, value in before["final"][key]["per_seed"].items():
+                    if str(seed) in now and abs(now[str(seed)] - value) > tolerance:
+                        raise ValueError(f"group {group['group']} seed {seed}: {key} is {now[str(seed)]} now but "
+                                         f"{value} in the committed summary; the runs do not reproduce, so they "
+                                         "cannot be paired with it")
+        groups.append(group)
+    groups += old.values()  # groups the fresh sweep no longer defines
+    return {**fresh, "groups": groups, "paired": paired_from_groups(groups, fresh["baseline"]),
+            "base_inference": fresh["base_inference"] or committed.get("base_inference")}
 
 
 def fill_samplers(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -319,11 +362,17 @@ def write_summaries(summaries: list[dict[str, Any]], out: Path, title: str, comm
 
 
 def build_report(run_dirs: list[str | Path], out: str | Path, title: str = "EAD vs fixed temperature",
-                 command: str | None = None, finding: str | None = None) -> Path:
-    """Summarize the sweep directories, write summary.md/json, then the page and its PNGs into ``out``."""
+                 command: str | None = None, finding: str | None = None, merge_with: str | Path | None = None) -> Path:
+    """Summarize the sweep directories, write summary.md/json, then the page and its PNGs into ``out``.
+
+    ``merge_with``: a committed summary.json whose groups complete sweeps of the same name (:func:`merge_summary`).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summaries = [summarize(load_sweep(d)) for d in run_dirs]
+    if merge_with is not None:
+        committed = {s["name"]: s for s in json.loads(Path(merge_with).read_text())}
+        summaries = [merge_summary(s, committed[s["name"]]) if s["name"] in committed else s for s in summaries]
     write_summaries(summaries, out, title, command)
     return render_report(summaries, out, title=title, command=command, finding=finding)
 

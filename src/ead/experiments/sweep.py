@@ -73,8 +73,16 @@ def is_done(run_dir: Path) -> bool:
     return (Path(run_dir) / DONE).is_file()
 
 
-def plan_jobs(config: SweepConfig) -> tuple[list[Job], list[str]]:
-    """Jobs still to run and ids of cells already finished; checks each cell's saved command."""
+def is_selected(cell: Cell, only: dict[str, set[str]] | None) -> bool:
+    """Whether ``cell`` passes ``ead sweep --only`` (axis -> allowed values; None or {} keeps every cell)."""
+    return all(cell.labels.get(axis) in values for axis, values in (only or {}).items())
+
+
+def plan_jobs(config: SweepConfig, only: dict[str, set[str]] | None = None) -> tuple[list[Job], list[str]]:
+    """Jobs still to run and ids of cells already finished; checks each cell's saved command.
+
+    ``only``: axis -> values; cells with another value on that axis are left out (neither run nor skipped).
+    """
     jobs, skipped = [], []
     if config.base_eval.enabled:
         base_dir = Path(config.out_dir) / "base_inference"
@@ -86,6 +94,8 @@ def plan_jobs(config: SweepConfig) -> tuple[list[Job], list[str]]:
     # Seed-major order: every group gets seed 0 before any gets seed 1, so a sweep cut short
     # still has every group, with fewer seeds, instead of some groups with all seeds and others none.
     for cell in sorted(config.cells(), key=lambda c: config.seeds.index(c.seed)):
+        if not is_selected(cell, only):
+            continue
         if is_done(cell.run_dir):
             skipped.append(cell.id)
             continue
@@ -138,13 +148,14 @@ def warm_up(config: SweepConfig, progress: bool = True) -> list[str]:
     return sorted(set(seen.values()))
 
 
-def run_sweep(config: SweepConfig, *, progress: bool = True, poll_s: float = 0.5) -> SweepResult:
+def run_sweep(config: SweepConfig, *, progress: bool = True, poll_s: float = 0.5,
+              only: dict[str, set[str]] | None = None) -> SweepResult:
     """Run every unfinished cell (and the base-model inference); returns what finished and what failed."""
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     validate_cells(config)
     (out_dir / "sweep.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    jobs, skipped = plan_jobs(config)
+    jobs, skipped = plan_jobs(config, only)
     status = _load_status(out_dir)
     result = SweepResult(skipped=skipped)
     for job_id in skipped:
