@@ -7,7 +7,7 @@ from ead.experiments.sweep import validate_cells
 
 REQUIRED = {"fixed-1.0", "fixed-1.2", "ead", "mean-matched", "entropy-adaptive", "clip-cov", "kl-cov",
             "top-entropy-80-20", "w-reinforce", "adaptive-entropy", "pass-at-k", "n64-fixed-1.0",
-            "ead+clip-cov", "ead+kl-cov"}
+            "ead+clip-cov", "ead+kl-cov", "ead+siren"}
 
 
 @pytest.mark.parametrize("recipe,task", [("sweep_exploration", None), ("sweep_exploration_fork", "countdown-fork")])

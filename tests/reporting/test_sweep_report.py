@@ -26,7 +26,7 @@ def test_moving_average_is_trailing():
 FINAL = {"fixed-1.0__grpo": [0.40, 0.50, 0.60], "ead__grpo": [0.50, 0.70, 0.60]}
 
 
-def write_sweep(root, finals=None):
+def write_sweep(root, finals=None, levels=False):
     finals = FINAL if finals is None else finals
     labels = dict.fromkeys(group.removesuffix("__grpo") for group in finals)
     config = {"name": "toy", "description": "a hand-made sweep", "out_dir": str(root), "base": ["train.steps=4"],
@@ -52,6 +52,12 @@ def write_sweep(root, finals=None):
                     record.update({"eval/mean@16": value, "eval/pass@16": min(1.0, 2 * value),
                                    "eval/worst@16": value / 4, "eval/maj@16": value, "eval/entropy": 1.0,
                                    "eval/response_length": 12.0})
+                    if levels:  # EAD's eval responses 10 tokens longer on level 3 only, every seed
+                        record.update({"eval/length_mean/difficulty_1": 10.0 + seed,
+                                       "eval/length_mean/difficulty_3": 20.0 + seed + 10.0 * group.startswith("ead"),
+                                       "eval/correct_frac/difficulty_3": 0.1})
+                if levels and step > 0:
+                    record["behaviour/temperature_pos_016_032"] = 0.5 if group.startswith("ead") else 1.0
                 records.append(record)
             (cell / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
             schedule = {"name": "fixed", "tau": 1.0} if group.startswith("fixed") else {"name": "ead", "unit": 0.4}
@@ -192,3 +198,25 @@ def test_merge_summary_refuses_runs_that_do_not_reproduce(tmp_path):
         merge_summary(fresh, committed)
     with pytest.raises(ValueError, match="cannot merge sweep"):
         merge_summary(fresh, {**committed, "name": "other"})
+
+
+def test_length_per_difficulty_is_tabled_paired_and_drawn(tmp_path):
+    page = build_report([write_sweep(tmp_path / "toy", levels=True)], tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())[0]
+    row = next(r for r in summary["paired"] if r["group"] == "ead__grpo")
+    assert row["eval/length_mean/difficulty_3"]["mean"] == pytest.approx(10.0)
+    assert row["eval/length_mean/difficulty_1"]["mean"] == pytest.approx(0.0)
+    assert row["eval/length_mean/difficulty_3"]["ci95"] == pytest.approx(0.0)
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "| ead__grpo | 0.0 ± 0.0 | 10.0 ± 0.0 |" in text  # the paired table, levels 1 and 3
+    html = page.read_text()
+    assert "Per difficulty level and per response position" in html
+    assert "behaviour temperature at positions 16-31" in html and "eval correct fraction, difficulty 3" in html
+    ead = next(g for g in summary["groups"] if g["group"] == "ead__grpo")
+    assert ead["curves"]["behaviour/temperature_pos_016_032"]["mean"][-1] == pytest.approx(0.5)
+
+
+def test_a_sweep_without_levels_has_no_difficulty_section(tmp_path):
+    page = build_report([write_sweep(tmp_path / "toy")], tmp_path / "out")
+    assert "Per difficulty level" not in page.read_text()
+    assert "difficulty" not in (tmp_path / "out" / "summary.md").read_text()

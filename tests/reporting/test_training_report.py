@@ -51,3 +51,21 @@ def test_report_shows_config_schedule_and_behaviour_temperature(tmp_path):
     # the headline: mean@4 from the first to the last eval, and the behaviour temperature drift
     assert "mean@4: 0.200 at step 0 → 0.500 at step 6" in text and "temperature 0.50 → 1.10" in text
     assert "`" not in text
+
+
+def test_levels_and_position_buckets_are_one_panel_each_with_a_line_per_level(tmp_path):
+    from ead.reporting.training import _family_label
+
+    run_dir = write_run(tmp_path / "r")
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        record.update({"response/length_mean/difficulty_1": 20.0, "response/length_mean/difficulty_3": 60.0,
+                       "behaviour/temperature_pos_000_004": 1.2, "behaviour/temperature_pos_016_032": 0.4})
+    text = write_training_report(run_dir, records).read_text()
+    assert "By difficulty level and response position" in text
+    assert (run_dir / "report" / "by_response_length_mean_difficulty.png").is_file()
+    assert (run_dir / "report" / "by_behaviour_temperature_pos.png").is_file()
+    assert "training response length by difficulty level (tokens)" in text
+    assert "eval correct fraction by difficulty level" not in text  # absent family: no empty panel
+    assert _family_label("behaviour/temperature_pos_", "behaviour/temperature_pos_016_032") == "positions 16-31"
+    assert _family_label("eval/length_mean/difficulty_", "eval/length_mean/difficulty_3") == "difficulty 3"

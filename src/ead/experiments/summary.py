@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from ead.experiments.grid import SweepConfig, load_sweep_config
-from ead.reporting.sweep import CURVES, FINAL, PAIRED, RANGES, markdown_tables, render_report
+from ead.reporting.sweep import (BREAKDOWN_PREFIXES, CURVES, FINAL, LENGTH_BY_DIFFICULTY, PAIRED, markdown_tables,
+                                 metric_range, render_report)
 from ead.training.logger import read_metrics
 
 # --------------------------------------------------------------------------- statistics
@@ -185,7 +186,7 @@ def aggregate(group: Group, key: str, smooth: int = 1) -> dict[str, list[float]]
     for s in sorted(by_step):
         mean, half, n = mean_ci([v for _, v in by_step[s]])
         half = 0.0 if math.isnan(half) else half
-        low, high = RANGES.get(key, (-math.inf, math.inf))
+        low, high = metric_range(key)
         out["step"].append(s)
         out["rollouts"].append(float(np.mean([r for r, _ in by_step[s]])))
         out["mean"].append(mean)
@@ -246,6 +247,8 @@ def steps_to_target(group: Group, key: str, target: float) -> dict[int, tuple[in
 def summarize(sweep: Sweep) -> dict[str, Any]:
     """Every number the tables show, as plain JSON."""
     groups = []
+    breakdown = sorted({k for group in sweep.groups.values() for records in group.runs.values() for r in records
+                        for k in r if k.startswith(tuple(BREAKDOWN_PREFIXES))})
     for group in sweep.groups.values():
         last_steps = [records[-1]["step"] for records in group.runs.values() if records]
         entry: dict[str, Any] = {"group": group.id, "labels": group.labels, "algorithm": group.algorithm,
@@ -255,7 +258,7 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
         correct = correct_responses(group)
         mean, half, n = mean_ci(list(correct.values()))
         entry["correct_responses"] = {"mean": mean, "ci95": half, "n": n, "per_seed": correct}
-        for key in FINAL:
+        for key in FINAL + [k for k in breakdown if k.startswith("eval/")]:
             for name, values in (("final", final_values(group, key)), ("average", average_values(group, key))):
                 mean, half, n = mean_ci(list(values.values()))
                 entry[name][key] = {"mean": mean, "ci95": half, "n": n, "per_seed": values}
@@ -268,7 +271,8 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
                     "median_step": float(np.median([h[0] for h in reached])) if reached else None,
                     "median_rollouts": float(np.median([h[1] for h in reached])) if reached else None}
         entry["curves"] = {key: {name: [round(v, 6) for v in values] for name, values in
-                                 aggregate(group, key, sweep.config.report.smooth).items()} for key, _ in CURVES}
+                                 aggregate(group, key, sweep.config.report.smooth).items()}
+                           for key in [k for k, _ in CURVES] + breakdown}
         entry["sampler"] = sweep.samplers.get(group.id, {})
         groups.append(entry)
     return {"name": sweep.config.name, "description": sweep.config.description, "steps": sweep.steps,
@@ -278,8 +282,10 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
 
 def paired_differences(sweep: Sweep) -> list[dict[str, Any]]:
     """Final metric of each group minus the baseline group's, paired by seed (same algorithm)."""
+    keys = PAIRED + sorted({k for g in sweep.groups.values() for records in g.runs.values() for r in records
+                            for k in r if k.startswith(LENGTH_BY_DIFFICULTY)})
     groups = [{"group": g.id, "labels": g.labels, "algorithm": g.algorithm,
-               "final": {key: {"per_seed": final_values(g, key)} for key in PAIRED}} for g in sweep.groups.values()]
+               "final": {key: {"per_seed": final_values(g, key)} for key in keys}} for g in sweep.groups.values()]
     return paired_from_groups(groups, sweep.config.report.baseline)
 
 
@@ -302,7 +308,8 @@ def paired_from_groups(groups: list[dict[str, Any]], baseline: str | None) -> li
             if group["algorithm"] != algorithm or group is ref:
                 continue
             row: dict[str, Any] = {"group": group["group"], "baseline": ref["group"]}
-            for key in PAIRED:
+            # The key metrics, and response length per difficulty level where the runs have levels.
+            for key in PAIRED + [k for k in group["final"] if k.startswith(LENGTH_BY_DIFFICULTY) and k in ref["final"]]:
                 mine = {str(s): v for s, v in group["final"][key]["per_seed"].items()}
                 theirs = {str(s): v for s, v in ref["final"][key]["per_seed"].items()}
                 mean, half, n = mean_ci([mine[s] - theirs[s] for s in mine if s in theirs])

@@ -32,6 +32,15 @@ CURVES = [  # (metric key, title): what the report draws, and so what a summary 
 ]
 FINAL = ["eval/pass@16", "eval/worst@16", "eval/mean@16", "eval/maj@16", "eval/entropy", "eval/response_length"]
 PAIRED = ["eval/pass@16", "eval/worst@16", "eval/mean@16"]
+BREAKDOWN_PREFIXES = {  # metric families logged per level or position (tasks with difficulty levels, length_metrics)
+    "eval/length_mean/difficulty_": "eval response length (tokens), difficulty {}",
+    "eval/correct_frac/difficulty_": "eval correct fraction, difficulty {}",
+    "response/length_mean/difficulty_": "training response length (tokens), difficulty {}",
+    "behaviour/temperature_pos_": "behaviour temperature at positions {}",
+}
+"""Key prefix -> title: keys found in the runs are aggregated and drawn like CURVES, only where they exist."""
+LENGTH_BY_DIFFICULTY = "eval/length_mean/difficulty_"
+"""Final values and paired differences of these keys answer "longer reasoning on harder problems?"."""
 KEY_METRIC = "eval/mean@16"
 """The finding's number: final held-out Mean@16 (the expected accuracy of one sample at tau = 1)."""
 RANGES = {"eval/pass@16": (0.0, 1.0), "eval/worst@16": (0.0, 1.0), "eval/mean@16": (0.0, 1.0),
@@ -39,6 +48,40 @@ RANGES = {"eval/pass@16": (0.0, 1.0), "eval/worst@16": (0.0, 1.0), "eval/mean@16
           "entropy/mean": (0.0, math.inf), "response/length_mean": (0.0, math.inf),
           "behaviour/temperature_mean": (0.0, math.inf)}
 """Where each metric can live: interval bands are clipped to it (a Pass@16 band never reaches 1.2)."""
+
+
+def metric_range(key: str) -> tuple[float, float]:
+    """Where ``key`` can live (RANGES, or by its breakdown family): interval bands are clipped to it."""
+    if key in RANGES:
+        return RANGES[key]
+    if key.startswith("eval/correct_frac/"):
+        return (0.0, 1.0)
+    return (0.0, math.inf) if key.startswith(tuple(BREAKDOWN_PREFIXES)) else (-math.inf, math.inf)
+
+
+def breakdown_title(key: str) -> str:
+    """``behaviour/temperature_pos_016_032`` -> "behaviour temperature at positions 16-31"; difficulty likewise."""
+    prefix = next(p for p in BREAKDOWN_PREFIXES if key.startswith(p))
+    rest = key.removeprefix(prefix)
+    if prefix == "behaviour/temperature_pos_":
+        low, high = (int(x) for x in rest.split("_"))
+        rest = f"{low}-{high - 1}"
+    return BREAKDOWN_PREFIXES[prefix].format(rest)
+
+
+def breakdown_keys(summary: dict[str, Any]) -> list[str]:
+    """Breakdown keys with curves in any group of ``summary``, sorted (levels and positions in order)."""
+    keys = {k for g in summary["groups"] for k in g.get("curves", {}) if k.startswith(tuple(BREAKDOWN_PREFIXES))}
+    return sorted(keys)
+
+
+def _length_by_difficulty_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """(levels, final length per group, paired length difference per group) for the difficulty table."""
+    keys = sorted({k for g in summary["groups"] for k in g["final"] if k.startswith(LENGTH_BY_DIFFICULTY)})
+    finals = [[g["group"], *[_fmt(g["final"][k], digits=1) if k in g["final"] else "-" for k in keys]]
+              for g in summary["groups"]]
+    paired = [[r["group"], *[_fmt(r[k], digits=1) if k in r else "-" for k in keys]] for r in summary["paired"]]
+    return [k.removeprefix(LENGTH_BY_DIFFICULTY) for k in keys], finals, paired
 
 
 # --------------------------------------------------------------------------- tables as text
@@ -77,6 +120,14 @@ def markdown_tables(summary: dict[str, Any]) -> str:
             stat = g["correct_responses"]
             per_seed = " / ".join(f"{v:.0f}" for _, v in sorted(stat["per_seed"].items()))
             lines.append(f"| {g['group']} | {_fmt(stat, digits=1)} | {per_seed} |")
+    levels, finals, paired = _length_by_difficulty_rows(summary)
+    if levels:
+        head = "| group | " + " | ".join(f"difficulty {d}" for d in levels) + " |"
+        lines += ["", "Final eval response length (tokens) per difficulty level (mean ± 95% t over seeds):", "", head,
+                  "|" + "---|" * (len(levels) + 1), *["| " + " | ".join(row) + " |" for row in finals]]
+        if paired:
+            lines += ["", "Its paired difference against the baseline (tokens; longer on harder problems?):", "", head,
+                      "|" + "---|" * (len(levels) + 1), *["| " + " | ".join(row) + " |" for row in paired]]
     target_keys = list(summary["groups"][0]["targets"]) if summary["groups"] else []
     if target_keys:
         lines += ["", "Steps to target (median over seeds that reached it; reached/seeds; median rollouts):", "",
@@ -142,7 +193,7 @@ def plot_curve(summary: dict[str, Any], algorithm: str, key: str, title: str, x:
         ax.plot(xs, curve["mean"], color=colors[label], ls=_style(label), lw=1.6, label=label,
                 marker="o" if key.startswith("eval/") else None, ms=3)
         ax.fill_between(xs, curve["low"], curve["high"], color=colors[label], alpha=0.10, lw=0)
-    low, high = RANGES.get(key, (-math.inf, math.inf))
+    low, high = metric_range(key)
     if (low, high) == (0.0, 1.0):
         ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("training step" if x == "step" else "rollouts consumed (responses sampled)")
@@ -337,6 +388,12 @@ def _summary_tables(summary: dict[str, Any]) -> str:
                 for g in summary["groups"]]
         out += ["<h4>Training signal: correct responses sampled over the run</h4>",
                 page_html.table(rows, ["group", "correct responses", "per seed"])]
+    levels, finals, paired = _length_by_difficulty_rows(summary)
+    if levels:
+        head = ["group", *[f"difficulty {d}" for d in levels]]
+        out += ["<h4>Final eval response length (tokens) per difficulty level</h4>", page_html.table(finals, head)]
+        if paired:
+            out += ["<h4>Its paired difference against the baseline (tokens)</h4>", page_html.table(paired, head)]
     target_keys = list(summary["groups"][0]["targets"]) if summary["groups"] else []
     if target_keys:
         rows = [[g["group"], *["never" if g["targets"][k]["median_step"] is None else
@@ -404,6 +461,16 @@ def render_report(summaries: list[dict[str, Any]], out: str | Path, title: str =
                 body.append("<p><em>Per-step curves are not in this summary (it was written before "
                             "<code>ead report</code> stored them); rebuilding from the sweep directories "
                             "(<code>docs/results/reproduce.sh</code>) draws them.</em></p>")
+        items = []
+        for key_name in breakdown_keys(summary):
+            for algorithm in _algorithms(summary):
+                path = plot_curve(summary, algorithm, key_name, breakdown_title(key_name), "step",
+                                  png(f"step_{algorithm}_{key_name.replace('/', '_')}"))
+                if path is not None:
+                    items.append(page_html.figure(path, f"{algorithm.upper()}: {breakdown_title(key_name)} vs training "
+                                                        "step; band: 95% t-interval over seeds"))
+        if items:
+            body += ["<h3>Per difficulty level and per response position</h3>", page_html.figures(items)]
         steps = sorted({0, int(summary.get("steps") or 0)})
         extra = [plot_schedule(summary, step, png(f"schedule_step{step}")) for step in steps]
         extra += [plot_base(summary, metric, png(f"base_{metric}")) for metric in ("pass", "maj")]
