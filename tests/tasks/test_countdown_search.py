@@ -285,8 +285,15 @@ def test_sweep_long_recipe_loads_and_fits_the_length_budget():
 
     sweep = load_sweep_config(builtin_recipe("sweep_long"))
     cells = sweep.cells()
-    assert len(cells) == 6 * 2 * 5 and len(sweep.seeds) >= 5
-    assert {c.id.split("__")[0] for c in cells} == {"fixed-0.6", "fixed-1.0", "fixed-1.2", "ead-tis", "ead-notis", "reversed-ead"}
+    assert len(cells) == 7 * 2 * 5 and len(sweep.seeds) >= 5
+    assert {c.id.split("__")[0] for c in cells} == {"fixed-0.6", "fixed-1.0", "fixed-1.2", "ead-tis", "ead-notis",
+                                                    "reversed-ead", "mean-matched"}
+    by_sampler = {c.id.split("__")[0]: load_train_config(sweep.recipe, c.overrides, algorithm=c.algorithm)
+                  for c in cells if c.algorithm == "grpo" and c.seed == 0}
+    ead, matched = by_sampler["ead-tis"].sampling.schedule, by_sampler["mean-matched"].sampling.schedule
+    # The control keeps every EAD parameter and only flattens it to its mean over L = 43 positions.
+    assert matched["name"] == "mean_matched" and matched["length"] == 43
+    assert {k: v for k, v in matched.items() if k not in ("name", "length")} == {k: v for k, v in ead.items() if k != "name"}
     for cell in cells[:: len(cells) // 12]:
         config = load_train_config(sweep.recipe, cell.overrides, algorithm=cell.algorithm)
         assert config.task.name == "countdown-search"
