@@ -211,7 +211,7 @@ def test_length_per_difficulty_is_tabled_paired_and_drawn(tmp_path):
     assert "| ead__grpo | 0.0 ± 0.0 | 10.0 ± 0.0 |" in text  # the paired table, levels 1 and 3
     html = page.read_text()
     assert "Per difficulty level and per response position" in html
-    assert "behaviour temperature at positions 16-31" in html and "eval correct fraction, difficulty 3" in html
+    assert "behaviour temperature, positions 16-31" in html and "eval correct fraction, difficulty 3" in html
     ead = next(g for g in summary["groups"] if g["group"] == "ead__grpo")
     assert ead["curves"]["behaviour/temperature_pos_016_032"]["mean"][-1] == pytest.approx(0.5)
 

@@ -54,7 +54,7 @@ def test_report_shows_config_schedule_and_behaviour_temperature(tmp_path):
 
 
 def test_levels_and_position_buckets_are_one_panel_each_with_a_line_per_level(tmp_path):
-    from ead.reporting.training import _family_label
+    from ead.reporting.breakdowns import breakdown_label
 
     run_dir = write_run(tmp_path / "r")
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -65,7 +65,7 @@ def test_levels_and_position_buckets_are_one_panel_each_with_a_line_per_level(tm
     assert "By difficulty level and response position" in text
     assert (run_dir / "report" / "by_response_length_mean_difficulty.png").is_file()
     assert (run_dir / "report" / "by_behaviour_temperature_pos.png").is_file()
-    assert "training response length by difficulty level (tokens)" in text
+    assert "training response length (tokens) by difficulty level" in text
     assert "eval correct fraction by difficulty level" not in text  # absent family: no empty panel
-    assert _family_label("behaviour/temperature_pos_", "behaviour/temperature_pos_016_032") == "positions 16-31"
-    assert _family_label("eval/length_mean/difficulty_", "eval/length_mean/difficulty_3") == "difficulty 3"
+    assert breakdown_label("behaviour/temperature_pos_016_032") == "positions 16-31"
+    assert breakdown_label("eval/length_mean/difficulty_3") == "difficulty 3"

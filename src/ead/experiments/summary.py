@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from ead.experiments.grid import SweepConfig, load_sweep_config
-from ead.reporting.sweep import (BREAKDOWN_PREFIXES, CURVES, FINAL, LENGTH_BY_DIFFICULTY, PAIRED, markdown_tables,
+from ead.reporting.breakdowns import BREAKDOWNS
+from ead.reporting.sweep import (CURVES, FINAL, LENGTH_BY_DIFFICULTY, PAIRED, markdown_tables,
                                  metric_range, render_report)
 from ead.training.logger import read_metrics
 
@@ -248,7 +249,7 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
     """Every number the tables show, as plain JSON."""
     groups = []
     breakdown = sorted({k for group in sweep.groups.values() for records in group.runs.values() for r in records
-                        for k in r if k.startswith(tuple(BREAKDOWN_PREFIXES))})
+                        for k in r if k.startswith(tuple(BREAKDOWNS))})
     for group in sweep.groups.values():
         last_steps = [records[-1]["step"] for records in group.runs.values() if records]
         entry: dict[str, Any] = {"group": group.id, "labels": group.labels, "algorithm": group.algorithm,

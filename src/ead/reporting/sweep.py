@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ead.reporting import html as page_html
+from ead.reporting.breakdowns import BREAKDOWNS, breakdown_title
 
 CURVES = [  # (metric key, title): what the report draws, and so what a summary aggregates
     ("eval/pass@16", "eval Pass@16"),
@@ -32,13 +33,6 @@ CURVES = [  # (metric key, title): what the report draws, and so what a summary 
 ]
 FINAL = ["eval/pass@16", "eval/worst@16", "eval/mean@16", "eval/maj@16", "eval/entropy", "eval/response_length"]
 PAIRED = ["eval/pass@16", "eval/worst@16", "eval/mean@16"]
-BREAKDOWN_PREFIXES = {  # metric families logged per level or position (tasks with difficulty levels, length_metrics)
-    "eval/length_mean/difficulty_": "eval response length (tokens), difficulty {}",
-    "eval/correct_frac/difficulty_": "eval correct fraction, difficulty {}",
-    "response/length_mean/difficulty_": "training response length (tokens), difficulty {}",
-    "behaviour/temperature_pos_": "behaviour temperature at positions {}",
-}
-"""Key prefix -> title: keys found in the runs are aggregated and drawn like CURVES, only where they exist."""
 LENGTH_BY_DIFFICULTY = "eval/length_mean/difficulty_"
 """Final values and paired differences of these keys answer "longer reasoning on harder problems?"."""
 KEY_METRIC = "eval/mean@16"
@@ -56,22 +50,12 @@ def metric_range(key: str) -> tuple[float, float]:
         return RANGES[key]
     if key.startswith("eval/correct_frac/"):
         return (0.0, 1.0)
-    return (0.0, math.inf) if key.startswith(tuple(BREAKDOWN_PREFIXES)) else (-math.inf, math.inf)
-
-
-def breakdown_title(key: str) -> str:
-    """``behaviour/temperature_pos_016_032`` -> "behaviour temperature at positions 16-31"; difficulty likewise."""
-    prefix = next(p for p in BREAKDOWN_PREFIXES if key.startswith(p))
-    rest = key.removeprefix(prefix)
-    if prefix == "behaviour/temperature_pos_":
-        low, high = (int(x) for x in rest.split("_"))
-        rest = f"{low}-{high - 1}"
-    return BREAKDOWN_PREFIXES[prefix].format(rest)
+    return (0.0, math.inf) if key.startswith(tuple(BREAKDOWNS)) else (-math.inf, math.inf)
 
 
 def breakdown_keys(summary: dict[str, Any]) -> list[str]:
     """Breakdown keys with curves in any group of ``summary``, sorted (levels and positions in order)."""
-    keys = {k for g in summary["groups"] for k in g.get("curves", {}) if k.startswith(tuple(BREAKDOWN_PREFIXES))}
+    keys = {k for g in summary["groups"] for k in g.get("curves", {}) if k.startswith(tuple(BREAKDOWNS))}
     return sorted(keys)
 
 

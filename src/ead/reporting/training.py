@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ead.reporting import html as page_html
+from ead.reporting.breakdowns import BREAKDOWNS, breakdown_label, family_title
 
 __all__ = ["panels", "plot_training_curves", "schedule_steps", "write_training_report"]
 
@@ -33,12 +34,6 @@ CURVES = [
     ("is/kl_behaviour_to_pi", "KL(mu || pi_old) estimate per token"),
     ("cov/mean", "token covariance Cov(A, log pi) (Clip-/KL-Cov)"),  # panels of absent metrics are skipped
     ("siren/entropy_masked", "SIREN masked nucleus entropy"),
-]
-FAMILIES = [  # (key prefix, title): one panel, one line per level or position bucket found in the run
-    ("eval/length_mean/difficulty_", "eval response length by difficulty level (tokens)"),
-    ("eval/correct_frac/difficulty_", "eval correct fraction by difficulty level"),
-    ("response/length_mean/difficulty_", "training response length by difficulty level (tokens)"),
-    ("behaviour/temperature_pos_", "behaviour temperature by response position"),
 ]
 TEMPERATURE_KEY = "behaviour/temperature_mean"
 UNIT_RANGE = ("reward/", "eval/pass", "eval/mean", "eval/worst", "eval/maj")
@@ -88,15 +83,7 @@ def _plot_metric(records: list[dict[str, Any]], key: str, title: str, out_png: P
     return page_html.save(fig, out_png)
 
 
-def _family_label(prefix: str, key: str) -> str:
-    rest = key.removeprefix(prefix)
-    if prefix.endswith("_pos_"):
-        low, high = (int(x) for x in rest.split("_"))
-        return f"positions {low}-{high - 1}"
-    return f"difficulty {rest}"
-
-
-def _plot_family(records: list[dict[str, Any]], prefix: str, title: str, out_png: Path) -> Path | None:
+def _plot_family(records: list[dict[str, Any]], prefix: str, out_png: Path) -> Path | None:
     """Every key starting with ``prefix`` as one line of one panel (levels, or position buckets, in order)."""
     keys = sorted({k for r in records for k in r if k.startswith(prefix)})
     if not keys:
@@ -106,13 +93,13 @@ def _plot_family(records: list[dict[str, Any]], prefix: str, title: str, out_png
     for key in keys:
         steps, values = _points(records, key)
         ax.plot(steps, values, marker="o" if key.startswith("eval/") else None, ms=4, lw=1.6,
-                label=_family_label(prefix, key))
+                label=breakdown_label(key))
     if "correct_frac" in prefix:
         ax.set_ylim(-0.02, 1.02)
     if prefix.startswith("behaviour/"):
         ax.axhline(1.0, color="grey", ls="--", lw=0.9)
     ax.set_xlabel("training step")
-    ax.set_title(title, fontsize=11)
+    ax.set_title(family_title(prefix), fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     return page_html.save(fig, out_png)
@@ -226,8 +213,8 @@ def write_training_report(run_dir: Path, records: list[dict[str, Any]]) -> Path:
     items = [page_html.figure(_plot_metric(records, key, title, fig_dir / f"{key.replace('/', '_').replace('@', '')}.png"),
                               title) for key, title in panels(records)]
     body += ["<h2>Training and evaluation</h2>", page_html.figures(items)]
-    pngs = [(_plot_family(records, prefix, title, fig_dir / f"by_{prefix.rstrip('_').replace('/', '_')}.png"), title)
-            for prefix, title in FAMILIES]
+    pngs = [(_plot_family(records, prefix, fig_dir / f"by_{prefix.rstrip('_').replace('/', '_')}.png"), family_title(prefix))
+            for prefix in BREAKDOWNS]
     items = [page_html.figure(png, title) for png, title in pngs if png is not None]
     if items:  # tasks with difficulty levels (countdown-search); every run logs the position buckets
         body += ["<h2>By difficulty level and response position</h2>", page_html.figures(items)]
