@@ -278,20 +278,13 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
         groups.append(entry)
     return {"name": sweep.config.name, "description": sweep.config.description, "steps": sweep.steps,
             "baseline": sweep.config.report.baseline, "start_length": sweep.start_length,
-            "groups": groups, "paired": paired_differences(sweep), "base_inference": sweep.base}
-
-
-def paired_differences(sweep: Sweep) -> list[dict[str, Any]]:
-    """Final metric of each group minus the baseline group's, paired by seed (same algorithm)."""
-    keys = PAIRED + sorted({k for g in sweep.groups.values() for records in g.runs.values() for r in records
-                            for k in r if k.startswith(LENGTH_BY_DIFFICULTY)})
-    groups = [{"group": g.id, "labels": g.labels, "algorithm": g.algorithm,
-               "final": {key: {"per_seed": final_values(g, key)} for key in keys}} for g in sweep.groups.values()]
-    return paired_from_groups(groups, sweep.config.report.baseline)
+            "groups": groups, "paired": paired_from_groups(groups, sweep.config.report.baseline),
+            "base_inference": sweep.base}
 
 
 def paired_from_groups(groups: list[dict[str, Any]], baseline: str | None) -> list[dict[str, Any]]:
-    """Paired differences from summary group entries (their per-seed final values) against ``baseline``.
+    """Final metric of each group minus the baseline group's, paired by seed (same algorithm), from summary
+    group entries (their per-seed final values): what :func:`summarize` and :func:`merge_summary` both report.
 
     A group's label is its first axis value (``Group.label``); the baseline of an algorithm is its group
     with that label. Seeds present in both groups are paired; JSON turns seed keys into strings, so
