@@ -162,3 +162,10 @@ def test_resume_compares_the_nested_fields(tmp_path):
     out = _eval_dir_with_records(tmp_path, saved)
     with pytest.raises(ConfigError, match=r"\['sampling\.top_k', 'sampling\.engine'\] differ"):
         run_eval(_build(["--output-dir", str(out), "--resume", "--top-k", "4", "--engine", "hf"]))
+
+
+def test_compare_on_the_search_task_uses_its_sized_ead():
+    schedules = _build(["--dataset", "countdown-search", "--compare"]).schedules
+    assert schedules[:3] == PAPER_COMPARISON[:3]
+    assert schedules[3] == {"name": "ead", "tau_max": 1.2, "tau_min": 0.1, "unit": 2.3, "alpha": 0.41667, "d0": 25,
+                            "d_max": 40000, "warmup_tokens": 0}

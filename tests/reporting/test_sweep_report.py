@@ -103,6 +103,22 @@ def test_summary_numbers_by_hand(tmp_path):
     (row,) = summary["paired"]
     assert row["group"] == "ead__grpo" and row["baseline"] == "fixed-1.0__grpo"
     assert row["eval/mean@16"]["mean"] == pytest.approx(0.1) and row["eval/mean@16"]["ci95"] == pytest.approx(0.24843, abs=1e-4)
+    # minimum detectable effect, power 0.8 at 5% two-sided: (t_{0.975,2} + t_{0.80,2}) sd / sqrt(3)
+    # = (4.303 + 1.061) * 0.1 / 1.732 = 0.3097
+    assert row["eval/mean@16"]["mde"] == pytest.approx(0.3097, abs=1e-3)
+
+
+def test_t_tables_match_scipy():
+    from scipy import stats
+
+    from ead.experiments.summary import minimum_detectable_effect, t_quantile_80, t_quantile_975
+
+    for df in range(1, 31):
+        assert t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=6e-4)
+        assert t_quantile_80(df) == pytest.approx(stats.t.ppf(0.80, df), abs=6e-4)
+    # five seeds: sd of (0.01, -0.01, 0.02, 0, 0.03) = sqrt(0.001 / 4) = 0.015811; (2.776 + 0.941) / sqrt(5) = 1.6623
+    assert minimum_detectable_effect([0.01, -0.01, 0.02, 0.0, 0.03]) == pytest.approx(1.6623 * 0.015811, abs=1e-4)
+    assert math.isnan(minimum_detectable_effect([0.02]))
 
 
 @pytest.fixture
@@ -126,9 +142,10 @@ def test_report_writes_a_self_contained_page_and_pngs(tmp_path, two_curves):
     assert "`" not in text  # Markdown code spans become <code>, never literal backticks
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", text)
     assert len(set(captions)) == len(captions)  # vs-step and vs-rollouts figures are titled apart
-    assert "+0.100 ± 0.248 (GRPO)" in text  # the key number: paired Mean@16 difference, worked out below
+    assert "+0.100 ± 0.248 (GRPO; MDE 0.310)" in text  # the key number: paired Mean@16 difference, worked out below
     md = (tmp_path / "out" / "summary.md").read_text()
     assert "| ead__grpo | 3/3 (partial) | 4 | " in md and "0.600 ± 0.248" in md
+    assert "| mean@16 MDE |" in md and md.split("| mean@16 MDE |")[1].split("\n")[2].endswith("| 0.310 |")
     assert "ead sweep toy" in md
     assert json.loads((tmp_path / "out" / "summary.json").read_text())[0]["name"] == "toy"
 

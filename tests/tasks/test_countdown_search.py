@@ -294,6 +294,9 @@ def test_sweep_long_recipe_loads_and_fits_the_length_budget():
     # The control keeps every EAD parameter and only flattens it to its mean over L = 43 positions.
     assert matched["name"] == "mean_matched" and matched["length"] == 43
     assert {k: v for k, v in matched.items() if k not in ("name", "length")} == {k: v for k, v in ead.items() if k != "name"}
+    from ead.tasks.countdown_search import SEARCH_EAD_SCHEDULE
+
+    assert ead.to_config() == SEARCH_EAD_SCHEDULE  # the grid trains the EAD `ead train task.name=countdown-search` uses
     for cell in cells[:: len(cells) // 12]:
         config = load_train_config(sweep.recipe, cell.overrides, algorithm=cell.algorithm)
         assert config.task.name == "countdown-search"

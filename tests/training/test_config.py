@@ -86,3 +86,39 @@ def test_warm_start_decoy_rate_reaches_the_sft_config_and_is_validated(monkeypat
         load_train_config(overrides=["model.warm_start_decoy_rate=1.5"])
     with pytest.raises(ConfigError, match="only applies to the built-in model"):
         load_train_config(overrides=["model.path=some/model", "model.warm_start_decoy_rate=0.5"])
+
+
+def _ead_temperature(t: int, unit: float, tau_max=1.2, tau_min=0.1, d0=25.0) -> float:
+    """The paper's EAD at step 0 evaluated by hand: max(tau_min, 1 + tau_max - exp(t / (k * d0))), c = 0."""
+    import math
+
+    return max(tau_min, 1 + tau_max - math.exp(t / (unit * d0)))
+
+
+def test_countdown_search_trains_with_its_sized_ead_budget_and_lr_by_default():
+    config = load_train_config(overrides=["task.name=countdown-search"])
+    # docs/long_reasoning.md: k = 43 / (25 ln 2.1) = 2.3, tau_min reached at the base median length, 43 tokens
+    schedule = config.sampling.schedule.schedule
+    assert schedule.temperature(10) == pytest.approx(_ead_temperature(10, 2.3)) == pytest.approx(1.0100, abs=1e-4)
+    assert schedule.temperature(42) == pytest.approx(_ead_temperature(42, 2.3)) == pytest.approx(0.124, abs=1e-3)
+    assert schedule.temperature(43) == pytest.approx(0.1)
+    assert config.sampling.max_new_tokens == 244 and config.train.lr == 5e-5
+    # the demo task keeps the demo's EAD (k = 0.4: D_0 = 10, tau_min from t = 10 ln 2.1 = 7.4, i.e. t = 8) and lr
+    demo = load_train_config()
+    assert demo.sampling.schedule.schedule.temperature(7) == pytest.approx(_ead_temperature(7, 0.4), abs=1e-6)
+    assert _ead_temperature(7, 0.4) > 0.1
+    assert demo.sampling.schedule.schedule.temperature(8) == pytest.approx(0.1)
+    assert demo.train.lr == 2e-4 and demo.sampling.max_new_tokens == 24
+
+
+def test_task_defaults_sit_under_the_recipe_and_the_overrides(tmp_path):
+    edited = load_train_config(overrides=["task.name=countdown-search", "sampling.schedule.unit=3.0", "train.lr=1e-5"])
+    assert edited.sampling.schedule["unit"] == 3.0 and edited.sampling.schedule["warmup_tokens"] == 0  # the task's EAD, edited
+    assert edited.sampling.schedule["alpha"] == 0.41667 and edited.train.lr == 1e-5
+    replaced = load_train_config(overrides=["task.name=countdown-search", "sampling.schedule={name: fixed, tau: 1.0}"])
+    assert replaced.sampling.schedule.to_config() == {"name": "fixed", "tau": 1.0}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("task:\n  name: countdown-search\nsampling:\n  max_new_tokens: 250\n")
+    from_file = load_train_config(recipe, algorithm="dapo")
+    assert from_file.sampling.max_new_tokens == 250 and from_file.sampling.schedule["unit"] == 2.3
+    assert from_file.algorithm.clip_high == 0.28 and from_file.train.lr == 5e-5

@@ -50,14 +50,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--config", help="YAML file of EvalConfig fields")
     parser.add_argument("--model", help="model.path: HF id, save_pretrained dir, ead checkpoint or ead run dir")
-    parser.add_argument("--dataset", help="countdown | countdown-fork | humaneval | a .jsonl/.parquet file | a Hub name")
+    parser.add_argument("--dataset", help="countdown | countdown-fork | countdown-search | humaneval | a .jsonl/.parquet file | a Hub name")
     parser.add_argument("--samples", "-n", type=int, help="samples per problem and schedule")
     parser.add_argument("--k", type=_int_list, help="comma-separated k values for pass@k etc., e.g. 1,4,16")
     parser.add_argument("--schedule", action="append", metavar="SPEC",
                         help="name[:key=value,...], repeatable, e.g. fixed:tau=0.6 or ead:tau_max=1.2")
     parser.add_argument("--compare", action="store_true",
-                        help="add the paper's comparison: fixed 0.6 / 1.0 / 1.2 and EAD (the training demo "
-                             "schedule for built-in tasks, the paper defaults otherwise)")
+                        help="add the paper's comparison: fixed 0.6 / 1.0 / 1.2 and EAD (ead train's default EAD for a built-in "
+                             "task, sized to its response lengths; the paper defaults otherwise)")
     parser.add_argument("--engine", choices=["auto", "lean", "hf", "vllm"],
                         help="what samples: auto (default: lean when it supports the model, else hf), lean (ead's "
                              "KV-cached loop), hf (transformers generate) or vllm (needs ead-rlvr[vllm]; "
@@ -143,10 +143,12 @@ def build_config(args: argparse.Namespace):
         data["k"] = [k for k in default_k if k <= data["samples"]] or [data["samples"]]
     schedules = [parse_schedule_spec(s) for s in args.schedule or []]
     if args.compare:
-        if data.get("dataset", "countdown") in BUILTIN_TASKS:
+        dataset = data.get("dataset", "countdown")
+        if dataset in BUILTIN_TASKS:  # the EAD `ead train` uses on this task: sized for its response lengths
+            from ead.modeling.loading import task_train_defaults
             from ead.tasks.countdown import DEMO_EAD_SCHEDULE
 
-            ead = dict(DEMO_EAD_SCHEDULE)
+            ead = dict(task_train_defaults(dataset).get("sampling", {}).get("schedule", DEMO_EAD_SCHEDULE))
         else:
             ead = {"name": "ead"}
         schedules = PAPER_BASELINES + [ead] + [s for s in schedules if s not in PAPER_BASELINES + [ead]]

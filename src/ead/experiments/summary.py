@@ -47,6 +47,29 @@ def t_quantile_975(df: int) -> float:
     return _T975[df - 1] if df <= len(_T975) else 1.96
 
 
+# One-sided Student-t quantiles t_{0.80, df} for df = 1..30: the power-0.8 term of the minimum detectable effect.
+_T80 = [1.376, 1.061, 0.978, 0.941, 0.920, 0.906, 0.896, 0.889, 0.883, 0.879, 0.876, 0.873, 0.870, 0.868, 0.866,
+        0.865, 0.863, 0.862, 0.861, 0.860, 0.859, 0.858, 0.858, 0.857, 0.856, 0.856, 0.855, 0.855, 0.854, 0.854]
+
+
+def t_quantile_80(df: int) -> float:
+    """t_{0.80, df}: from the table up to df = 30, the normal 0.842 beyond."""
+    return _T80[df - 1] if df <= len(_T80) else 0.842
+
+
+def minimum_detectable_effect(differences: list[float] | np.ndarray) -> float:
+    """The smallest true mean difference a two-sided 5% paired t-test over these seeds detects with power 0.8.
+
+    ``(t_{0.975, n-1} + t_{0.80, n-1}) * sd / sqrt(n)`` with sd the seed-to-seed standard deviation of the
+    paired differences (the usual approximation to the noncentral-t power calculation). A grid whose
+    interval contains 0 can still rule out effects above this size; below it, it cannot tell. nan if n < 2.
+    """
+    x = np.asarray([v for v in differences if v is not None and math.isfinite(v)], dtype=np.float64)
+    if x.size < 2:
+        return math.nan
+    return float((t_quantile_975(x.size - 1) + t_quantile_80(x.size - 1)) * x.std(ddof=1) / math.sqrt(x.size))
+
+
 def mean_ci(values: list[float] | np.ndarray) -> tuple[float, float, int]:
     """Mean, half-width of the 95% Student-t interval over replicates, and n (half-width nan if n < 2)."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
@@ -306,8 +329,9 @@ def paired_from_groups(groups: list[dict[str, Any]], baseline: str | None) -> li
             for key in PAIRED + [k for k in group["final"] if k.startswith(LENGTH_BY_DIFFICULTY) and k in ref["final"]]:
                 mine = {str(s): v for s, v in group["final"][key]["per_seed"].items()}
                 theirs = {str(s): v for s, v in ref["final"][key]["per_seed"].items()}
-                mean, half, n = mean_ci([mine[s] - theirs[s] for s in mine if s in theirs])
-                row[key] = {"mean": mean, "ci95": half, "n": n}
+                differences = [mine[s] - theirs[s] for s in mine if s in theirs]
+                mean, half, n = mean_ci(differences)
+                row[key] = {"mean": mean, "ci95": half, "n": n, "mde": minimum_detectable_effect(differences)}
             rows.append(row)
     return rows
 

@@ -7,7 +7,8 @@ them and none imports another command:
 * :func:`load_tokenizer` - ``AutoTokenizer`` with the pad-token fix for causal LMs;
 * :func:`load_model` / :func:`load_model_and_tokenizer` - the model on its device in its dtype, plus its tokenizer;
 * :func:`builtin_model_path` - the warm-started built-in tiny model for a Countdown config (cached);
-* :func:`build_task` - the task registered under ``task.name`` in :data:`TASK_BUILDERS`.
+* :func:`build_task` - the task registered under ``task.name`` in :data:`TASK_BUILDERS`;
+* :func:`task_train_defaults` - the train settings a task needs instead of the demo's (:data:`TASK_TRAIN_DEFAULTS`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 
 from ead.config import ConfigError
 
-__all__ = ["DTYPE_NAMES", "TASK_BUILDERS", "build_task", "builtin_model_path", "countdown_config", "load_model", "load_model_and_tokenizer",
-           "load_tokenizer", "resolve_device", "torch_dtype"]
+__all__ = ["DTYPE_NAMES", "TASK_BUILDERS", "TASK_TRAIN_DEFAULTS", "build_task", "builtin_model_path", "countdown_config", "load_model", "load_model_and_tokenizer",
+           "load_tokenizer", "resolve_device", "task_train_defaults", "torch_dtype"]
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 """Weights dtypes a config may name."""
@@ -159,6 +160,26 @@ TASK_BUILDERS: dict[str, Callable[..., Any]] = {
 """``task.name`` -> builder ``(name, countdown, dataset, seed, tokenizer_path, where, options) -> Task`` (``options``:
 the task's own typed options, e.g. ``task.reasoning_gym``). A new task
 is a module under ``ead/tasks/`` plus one entry here (``task.name`` is checked against this registry)."""
+
+
+def _search_train_defaults() -> dict[str, Any]:
+    from ead.tasks.countdown_search import TRAIN_DEFAULTS
+
+    return TRAIN_DEFAULTS
+
+
+TASK_TRAIN_DEFAULTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "countdown-search": _search_train_defaults,
+}
+"""``task.name`` -> the ``ead train`` settings (nested, like a recipe) that task needs instead of the Countdown demo's
+defaults, e.g. an EAD schedule sized for its response lengths. Tasks without an entry use the plain defaults."""
+
+
+def task_train_defaults(name: str | None) -> dict[str, Any]:
+    """A copy of :data:`TASK_TRAIN_DEFAULTS` for ``name`` ({} for tasks with none), safe to merge into."""
+    import copy
+
+    return copy.deepcopy(TASK_TRAIN_DEFAULTS[name]()) if isinstance(name, str) and name in TASK_TRAIN_DEFAULTS else {}
 
 
 def build_task(name: str, *, countdown: Any = None, dataset: Any = None, seed: int = 0,

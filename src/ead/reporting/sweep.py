@@ -78,6 +78,16 @@ def _fmt(stat: dict[str, Any], digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {half:.{digits}f}" if math.isfinite(half) else f"{stat['mean']:.{digits}f}"
 
 
+def _mde(stat: dict[str, Any] | None) -> str:
+    """The paired row's minimum detectable effect (summaries written before it was computed have none)."""
+    value = (stat or {}).get("mde", math.nan)
+    return f"{value:.3f}" if value is not None and math.isfinite(value) else "-"
+
+
+MDE_COLUMN = f"{KEY_METRIC.removeprefix('eval/')} MDE"
+"""Paired tables' last column: the smallest Mean@16 difference these seeds detect (5% two-sided, power 0.8)."""
+
+
 def markdown_tables(summary: dict[str, Any]) -> str:
     """Final metrics, averages, paired differences, steps-to-target and base inference, as Markdown."""
     lines = [f"### {summary['name']}", "", summary["description"], ""]
@@ -93,10 +103,12 @@ def markdown_tables(summary: dict[str, Any]) -> str:
         lines.append(f"| {g['group']} | " + " | ".join(_fmt(g["average"][k]) for k in PAIRED) + " |")
     if summary["paired"]:
         lines += ["", f"Final minus baseline `{summary['paired'][0]['baseline'].split('__')[0]}`, paired by seed "
-                  "(mean ± 95% t; an interval containing 0 is no evidence of a difference):", "",
-                  "| group | " + " | ".join(k.removeprefix("eval/") for k in PAIRED) + " |", "|" + "---|" * (len(PAIRED) + 1)]
+                  "(mean ± 95% t; an interval containing 0 is no evidence of a difference; MDE: the smallest true "
+                  "difference these seeds detect with power 0.8 at 5% two-sided):", "",
+                  "| group | " + " | ".join(k.removeprefix("eval/") for k in PAIRED) + f" | {MDE_COLUMN} |",
+                  "|" + "---|" * (len(PAIRED) + 2)]
         for row in summary["paired"]:
-            lines.append(f"| {row['group']} | " + " | ".join(_fmt(row[k]) for k in PAIRED) + " |")
+            lines.append(f"| {row['group']} | " + " | ".join(_fmt(row[k]) for k in PAIRED) + f" | {_mde(row.get(KEY_METRIC))} |")
     if any(g.get("correct_responses", {}).get("n") for g in summary["groups"]):
         lines += ["", "Training signal: correct responses sampled over the run (mean ± 95% t over seeds; per seed):", "",
                   "| group | correct responses | per seed |", "|---|---|---|"]
@@ -326,7 +338,8 @@ def lead_sentence(summary: dict[str, Any], focus: str | None = None) -> str | No
     if not picked:
         return None
     seeds = max(r["n"] for r in picked)
-    parts = ", ".join(f"{_pm(r)} ({r['algorithm'].upper()})" for r in picked)
+    parts = ", ".join(f"{_pm(r)} ({r['algorithm'].upper()}" + (f"; MDE {_mde(r)}" if _mde(r) != "-" else "") + ")"
+                      for r in picked)
     return (f"**{summary['name']}**: final held-out Mean@16 of `{focus}` minus `{picked[0]['baseline']}`, paired by "
             f"seed, mean ± 95% t-interval over {seeds} seeds: {parts}.")
 
@@ -360,9 +373,10 @@ def _summary_tables(summary: dict[str, Any]) -> str:
     out += ["<h4>Final eval (last eval of each run; mean ± 95% t-interval over seeds)</h4>", page_html.table(rows, head)]
     if summary["paired"]:
         baseline = summary["paired"][0]["baseline"].split("__")[0]
-        rows = [[r["group"], *[_fmt(r[k]) for k in PAIRED]] for r in summary["paired"]]
+        rows = [[r["group"], *[_fmt(r[k]) for k in PAIRED], _mde(r.get(KEY_METRIC))] for r in summary["paired"]]
         out += [f"<h4>Final minus <code>{baseline}</code>, paired by seed (an interval containing 0 is no evidence "
-                "of a difference)</h4>", page_html.table(rows, ["group", *[k.removeprefix("eval/") for k in PAIRED]])]
+                "of a difference; MDE: the smallest true difference these seeds detect with power 0.8 at 5% two-sided)</h4>",
+                page_html.table(rows, ["group", *[k.removeprefix("eval/") for k in PAIRED], MDE_COLUMN])]
     rows = [[g["group"], *[_fmt(g["average"][k]) for k in PAIRED]] for g in summary["groups"]]
     out += ["<h4>Average over all evals after step 0 (sample efficiency)</h4>",
             page_html.table(rows, ["group", *[k.removeprefix("eval/") for k in PAIRED]])]

@@ -168,6 +168,24 @@ class CountdownSearchConfig:
 SEARCH_PRESETS: dict[str, CountdownSearchConfig] = {"countdown-search": CountdownSearchConfig()}
 """Named configs (``task.name``)."""
 
+# EAD sized for this task's responses (docs/long_reasoning.md, "Schedules sized for the task"): tau reaches
+# tau_min at the base model's median response length m = 43 tokens at step 0, so the unit factor is
+# k = m / (d0 * ln(1 + tau_max - tau_min)) = 43 / (25 * ln 2.1) = 2.3 (the Countdown demo's 0.4 would put it
+# at t = 7, inside the first equation); c = 0 (the paper's 10 of ~700 tokens is under one token here);
+# alpha = d0 / train.steps for the default 60 steps, so D doubles over a run.
+SEARCH_EAD_SCHEDULE: dict[str, Any] = {
+    "name": "ead", "tau_max": 1.2, "tau_min": 0.1, "warmup_tokens": 0,
+    "d0": 25.0, "alpha": 0.41667, "d_max": 40000.0, "unit": 2.3,
+}
+"""The EAD this task trains and evaluates with by default (``ead train task.name=countdown-search``, ``ead eval --compare``)."""
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "sampling": {"schedule": SEARCH_EAD_SCHEDULE,
+                 "max_new_tokens": 244},  # >= max_response_chars + 1 = 241; prompt (<= 11) + 244 fits 256 positions
+    "train": {"lr": 5e-5},  # the 40-step pilot: the demo's 2e-4 destroys this warm start (Mean@16 0.059 -> 0.003)
+}
+"""``ead train`` settings this task needs instead of the Countdown demo's, applied under the recipe and overrides."""
+
 
 # --------------------------------------------------------------------------- format
 

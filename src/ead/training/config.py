@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from ead.config import ConfigError, config_from_dict, load_config, require
 from ead.data import DatasetSpec
-from ead.modeling.loading import TASK_BUILDERS, countdown_config
+from ead.modeling.loading import TASK_BUILDERS, countdown_config, task_train_defaults
 from ead.tasks.reasoning_gym import ReasoningGymOptions
 from ead.objectives import ADVANTAGE_ESTIMATORS, LOSS_AGGREGATIONS
 from ead.objectives.pipeline import PG_TOKEN_SELECTIONS, POLICY_LOSSES
@@ -347,16 +347,20 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None,
                       algorithm: str | None = None) -> TrainConfig:
-    """Defaults <- algorithm preset <- YAML file <- dotted overrides, validated into :class:`TrainConfig`.
+    """Defaults <- algorithm preset <- task defaults <- YAML file <- dotted overrides, validated into :class:`TrainConfig`.
 
-    With a real model on a dataset the toy demo's defaults are refused unless set
-    (:func:`check_real_model_settings`); schedule shapes that waste the length budget warn.
+    Task defaults are what a built-in task needs instead of the Countdown demo's (``countdown-search``: an EAD
+    sized for its response lengths, the budget and lr; :data:`~ead.modeling.loading.TASK_TRAIN_DEFAULTS`), so
+    ``sampling.schedule.unit=3`` edits that task's EAD. With a real model on a dataset the toy demo's defaults
+    are refused unless set (:func:`check_real_model_settings`); schedule shapes that waste the length budget warn.
     """
-    base: dict[str, Any] = {}
     if algorithm is not None:
         if algorithm not in ALGORITHM_PRESETS:
             raise ConfigError(f"--algorithm {algorithm!r} is not one of {sorted(ALGORITHM_PRESETS)}")
-    algorithm = _preset_named_by(path, overrides, algorithm)
+    user = _user_settings(path, overrides)
+    algorithm = _preset_named_by(user, path, algorithm)
+    # Disjoint sections (algorithm.* vs sampling.* / train.*), so one update keeps both.
+    base: dict[str, Any] = task_train_defaults(_nested(user, "task", "name") or TaskSection.name)
     if algorithm is not None:
         base["algorithm"] = dict(ALGORITHM_PRESETS[algorithm])
     config = load_config(TrainConfig, path, overrides, base=base)
@@ -471,17 +475,27 @@ def recipe_path(name: str) -> Path:
     return recipes[name]
 
 
-def _preset_named_by(path: str | Path | None, overrides: list[str] | None, flag: str | None) -> str | None:
+def _user_settings(path: str | Path | None, overrides: list[str] | None) -> dict[str, Any]:
+    """What the recipe and the overrides set, before any default: the nested dict they describe."""
+    from ead.config import apply_overrides, read_config_file
+
+    return apply_overrides(read_config_file(path) if path is not None else {}, overrides or [])
+
+
+def _nested(settings: dict[str, Any], section: str, key: str) -> Any:
+    """``settings[section][key]``, None if either is absent (or the section is not a mapping)."""
+    value = settings.get(section)
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _preset_named_by(user: dict[str, Any], path: str | Path | None, flag: str | None) -> str | None:
     """The preset to apply: ``--algorithm``, else ``algorithm.name`` of the recipe/overrides; refused if they disagree.
 
     ``algorithm.name: dapo`` in a recipe turns DAPO on (its knobs first, then the recipe's own); a name
     that is no preset, or differs from ``--algorithm``, is an error rather than a silent label.
+    ``user``: :func:`_user_settings` of the recipe at ``path`` and the overrides.
     """
-    from ead.config import apply_overrides, read_config_file
-
-    user = apply_overrides(read_config_file(path) if path is not None else {}, overrides or [])
-    section = user.get("algorithm")
-    name = section.get("name") if isinstance(section, dict) else None
+    name = _nested(user, "algorithm", "name")
     where = "algorithm.name" + (f" (in {path})" if path is not None else "")
     if name is None:
         return flag
