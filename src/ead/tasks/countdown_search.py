@@ -171,7 +171,7 @@ SEARCH_PRESETS: dict[str, CountdownSearchConfig] = {"countdown-search": Countdow
 # EAD sized for this task's responses (docs/long_reasoning.md, "Schedules sized for the task"): tau reaches
 # tau_min at the base model's median response length m = 43 tokens at step 0, so the unit factor is
 # k = m / (d0 * ln(1 + tau_max - tau_min)) = 43 / (25 * ln 2.1) = 2.3 (the Countdown demo's 0.4 would put it
-# at t = 7, inside the first equation); c = 0 (the paper's 10 of ~700 tokens is under one token here);
+# at t = 8, inside the first equation); c = 0 (the paper's 10 of ~700 tokens is under one token here);
 # alpha = d0 / train.steps for the default 60 steps, so D doubles over a run.
 SEARCH_EAD_SCHEDULE: dict[str, Any] = {
     "name": "ead", "tau_max": 1.2, "tau_min": 0.1, "warmup_tokens": 0,
