@@ -130,10 +130,10 @@ def main() -> None:
     torch.set_num_threads(1)
     task = CountdownSearchTask()
     model_path = args.model
-    if model_path is None:
-        from ead.modeling.warmstart import SEARCH_SFT_CONFIG, warm_start
+    if model_path is None:  # the warm start `ead train task.name=countdown-search` uses (built once, cached)
+        from ead.modeling.loading import builtin_model_path, countdown_config
 
-        model_path = str(warm_start(task, ".cache/ead", sft_config=SEARCH_SFT_CONFIG, num_threads=1))
+        model_path = str(builtin_model_path(countdown_config("countdown-search"), None, num_threads=1))
     budget = task.max_response_chars + 1
     base = run(model_path, task, {"fixed-1.0": FixedSchedule(1.0)}, args.n, args.seed, budget, args.limit)
     switch = max(1, int(base["fixed-1.0"]["all"]["length_median"] // 2))
