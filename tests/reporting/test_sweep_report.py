@@ -226,6 +226,13 @@ def test_length_per_difficulty_is_tabled_paired_and_drawn(tmp_path):
     assert row["eval/length_mean/difficulty_3"]["ci95"] == pytest.approx(0.0)
     text = (tmp_path / "out" / "summary.md").read_text()
     assert "| ead__grpo | 0.0 ± 0.0 | 10.0 ± 0.0 |" in text  # the paired table, levels 1 and 3
+    # hardest minus easiest per run: fixed (20 + s) - (10 + s) = 10, ead (30 + s) - (10 + s) = 20 for every seed;
+    # paired: 20 - 10 = 10, the difference in differences
+    groups = {g["group"]: g for g in summary["groups"]}
+    assert groups["fixed-1.0__grpo"]["final"]["eval/length_mean/difficulty_3-1"]["mean"] == pytest.approx(10.0)
+    assert groups["ead__grpo"]["final"]["eval/length_mean/difficulty_3-1"]["per_seed"] == {"0": 20.0, "1": 20.0, "2": 20.0}
+    assert row["eval/length_mean/difficulty_3-1"]["mean"] == pytest.approx(10.0)
+    assert "| difficulty 1 | difficulty 3 | difficulty 3 minus 1 |" in text
     html = page.read_text()
     assert "Per difficulty level and per response position" in html
     assert "behaviour temperature, positions 16-31" in html and "eval correct fraction, difficulty 3" in html

@@ -268,6 +268,21 @@ def steps_to_target(group: Group, key: str, target: float) -> dict[int, tuple[in
     return out
 
 
+def level_gap(final: dict[str, dict[str, Any]], prefix: str) -> tuple[str, dict[Any, float]] | None:
+    """(key, seed -> value at the hardest level minus at the easiest) from a group's final entries.
+
+    For ``prefix = eval/length_mean/difficulty_`` this is the per-run "longer on harder problems?" slope;
+    its paired difference against the baseline is the difference in differences the claim needs (a
+    sampler that lengthens every response alike has 0). None with fewer than two levels.
+    """
+    levels = sorted(int(k.removeprefix(prefix)) for k in final
+                    if k.startswith(prefix) and k.removeprefix(prefix).isdigit())
+    if len(levels) < 2:
+        return None
+    hardest, easiest = final[f"{prefix}{levels[-1]}"]["per_seed"], final[f"{prefix}{levels[0]}"]["per_seed"]
+    return f"{prefix}{levels[-1]}-{levels[0]}", {s: hardest[s] - easiest[s] for s in hardest if s in easiest}
+
+
 def summarize(sweep: Sweep) -> dict[str, Any]:
     """Every number the tables show, as plain JSON."""
     groups = []
@@ -286,6 +301,10 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
             for name, values in (("final", final_values(group, key)), ("average", average_values(group, key))):
                 mean, half, n = mean_ci(list(values.values()))
                 entry[name][key] = {"mean": mean, "ci95": half, "n": n, "per_seed": values}
+        if (gap := level_gap(entry["final"], LENGTH_BY_DIFFICULTY)) is not None:
+            key, values = gap
+            mean, half, n = mean_ci(list(values.values()))
+            entry["final"][key] = {"mean": mean, "ci95": half, "n": n, "per_seed": values}
         for key, targets in sweep.config.report.targets.items():
             for target in targets:
                 hits = steps_to_target(group, key, target)

@@ -65,7 +65,13 @@ def _length_by_difficulty_rows(summary: dict[str, Any]) -> tuple[list[str], list
     finals = [[g["group"], *[_fmt(g["final"][k], digits=1) if k in g["final"] else "-" for k in keys]]
               for g in summary["groups"]]
     paired = [[r["group"], *[_fmt(r[k], digits=1) if k in r else "-" for k in keys]] for r in summary["paired"]]
-    return [k.removeprefix(LENGTH_BY_DIFFICULTY) for k in keys], finals, paired
+    return [level_label(k.removeprefix(LENGTH_BY_DIFFICULTY)) for k in keys], finals, paired
+
+
+def level_label(level: str) -> str:
+    """Column title: ``difficulty 3``, or ``difficulty 3 minus 1`` for the hardest-minus-easiest gap."""
+    hardest, minus, easiest = level.partition("-")
+    return f"difficulty {hardest} minus {easiest}" if minus else f"difficulty {level}"
 
 
 # --------------------------------------------------------------------------- tables as text
@@ -118,11 +124,12 @@ def markdown_tables(summary: dict[str, Any]) -> str:
             lines.append(f"| {g['group']} | {_fmt(stat, digits=1)} | {per_seed} |")
     levels, finals, paired = _length_by_difficulty_rows(summary)
     if levels:
-        head = "| group | " + " | ".join(f"difficulty {d}" for d in levels) + " |"
+        head = "| group | " + " | ".join(levels) + " |"
         lines += ["", "Final eval response length (tokens) per difficulty level (mean ± 95% t over seeds):", "", head,
                   "|" + "---|" * (len(levels) + 1), *["| " + " | ".join(row) + " |" for row in finals]]
         if paired:
-            lines += ["", "Its paired difference against the baseline (tokens; longer on harder problems?):", "", head,
+            lines += ["", "Its paired difference against the baseline (tokens; longer on harder problems? The minus column "
+                      "is the difference in differences: 0 for a sampler that lengthens every level alike):", "", head,
                       "|" + "---|" * (len(levels) + 1), *["| " + " | ".join(row) + " |" for row in paired]]
     target_keys = list(summary["groups"][0]["targets"]) if summary["groups"] else []
     if target_keys:
@@ -388,10 +395,11 @@ def _summary_tables(summary: dict[str, Any]) -> str:
                 page_html.table(rows, ["group", "correct responses", "per seed"])]
     levels, finals, paired = _length_by_difficulty_rows(summary)
     if levels:
-        head = ["group", *[f"difficulty {d}" for d in levels]]
+        head = ["group", *levels]
         out += ["<h4>Final eval response length (tokens) per difficulty level</h4>", page_html.table(finals, head)]
         if paired:
-            out += ["<h4>Its paired difference against the baseline (tokens)</h4>", page_html.table(paired, head)]
+            out += ["<h4>Its paired difference against the baseline (tokens; the minus column is the difference in "
+                    "differences: 0 for a sampler that lengthens every level alike)</h4>", page_html.table(paired, head)]
     target_keys = list(summary["groups"][0]["targets"]) if summary["groups"] else []
     if target_keys:
         rows = [[g["group"], *["never" if g["targets"][k]["median_step"] is None else
