@@ -35,8 +35,8 @@ def _random_rollouts(rows=6, prompt=3, response=5, vocab=16, seed=0):
         temperatures=torch.ones(rows, response), texts=[""] * rows, finished=torch.ones(rows, dtype=torch.bool))
 
 
-def _settings(aggregation, pg_tokens, micro):
-    return UpdateSettings(
+def _settings(aggregation, pg_tokens, micro, group_by_length=False):
+    return UpdateSettings(group_by_length=group_by_length,
         loss=LossSettings(clip_low=0.2, clip_high=0.28, loss_aggregation=aggregation, pg_tokens=pg_tokens),
         selection=SelectionParams(top_entropy_rho=0.3), importance_correction=True, importance_level="token",
         importance_mode="truncate", importance_cap=2.0, ppo_epochs=1, updates_per_epoch=1,
@@ -93,11 +93,33 @@ def test_micro_batched_gradient_equals_full_batch_gradient(aggregation, pg_token
     full_loss.backward()
     expected = [p.grad.detach().clone() for p in model.parameters()]
     assert (ratio.detach() * mask > 1.28).any() and ((ratio.detach() < 0.8) & mask.bool()).any()
-    for micro in (6, 4, 1):  # one piece, uneven 4 + 2, one row at a time
+    # one piece, uneven 4 + 2, one row at a time; in random order or grouped by response length
+    for micro, grouped in itertools.product((6, 4, 1), (False, True)):
         got = _gradient_by_update(model, rollouts, mask, old_lp, ent, adv, weights,
-                                  _settings(aggregation, pg_tokens, micro))
+                                  _settings(aggregation, pg_tokens, micro, group_by_length=grouped))
         for g, e in zip(got, expected):
             torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-7)
+
+
+def test_group_by_length_pads_each_micro_batch_to_its_own_longest_row(one_thread):
+    """Lengths 5, 3, 4, 1, 5, 2 in micro-batches of 2: sorted, the pairs are (1, 2), (3, 4), (5, 5), so the
+    forwards see 2 x (3 + 2) + 2 x (3 + 4) + 2 x (3 + 5) = 40 prompt + response positions (prompt width 3)."""
+    model = build_test_model(16, seed=1).train()
+    rollouts = _random_rollouts()
+    widths = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)),
+                                    with_kwargs=True)
+    mask = rollouts.response_mask.float()
+    zeros = torch.zeros(rollouts.response_mask.shape)
+    for grouped in (True, False):
+        widths.clear()
+        torch.manual_seed(3)
+        _gradient_by_update(model, rollouts, mask, zeros, zeros, torch.ones(6), None,
+                            _settings("token_mean", "all", 2, group_by_length=grouped))
+        if grouped:
+            assert widths == [(2, 5), (2, 7), (2, 8)]
+        else:  # seed 3's order pairs (5, 5), (1, 4), (3, 2): 2 x (8 + 7 + 6) = 42; no order beats sorted
+            assert sum(r * w for r, w in widths) > 40
 
 
 # ----------------------------------------------------------------------------- selections, hand-worked

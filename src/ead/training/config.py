@@ -198,6 +198,11 @@ class OptimSection:
     """Responses per optimiser update; prompts_per_step * samples_per_prompt / mini_batch_size updates per epoch."""
     micro_batch_size: int = 256
     """Responses per forward/backward (gradient accumulation inside a mini-batch)."""
+    group_by_length: bool = False
+    """Cut each mini-batch into micro-batches of similar response length (rows sorted by length), so each is
+    padded only to its own longest response: the same gradient (a sum over rows) for less compute when lengths
+    vary and micro_batch_size < mini_batch_size (benchmarks/bench_group_by_length.py). Off by default: a run
+    keeps the float rounding it started with (a different accumulation order is not bit-identical)."""
     ppo_epochs: int = 1
     """Passes over each batch of rollouts."""
     lr: float = 2e-4

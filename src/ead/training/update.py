@@ -37,6 +37,7 @@ class UpdateSettings:
     updates_per_epoch: int  # optimiser steps per pass over the batch: global batch / mini-batch size
     micro_batch_size: int
     max_grad_norm: float
+    group_by_length: bool = False  # micro-batches of similar response length (train.group_by_length)
     siren_top_p: float = 0.8
     siren_token_share: float = 0.2
 
@@ -60,7 +61,7 @@ def update_settings(config) -> UpdateSettings:
         importance_level=algo.importance_level, importance_mode=algo.importance_mode,
         importance_cap=algo.importance_cap, ppo_epochs=optim.ppo_epochs,
         updates_per_epoch=-(-optim.prompts_per_step * optim.samples_per_prompt // optim.mini_batch_size),
-        micro_batch_size=optim.micro_batch_size, max_grad_norm=optim.max_grad_norm,
+        micro_batch_size=optim.micro_batch_size, max_grad_norm=optim.max_grad_norm, group_by_length=optim.group_by_length,
         siren_top_p=algo.siren_top_p, siren_token_share=algo.siren_token_share)
 
 
@@ -171,6 +172,8 @@ def ppo_update(
             mini_totals = MiniBatchTotals(units=aggregation_units(mini_mask, settings.loss.loss_aggregation),
                                           tokens=float(mini_mask.sum()))
             stats: dict[str, float] = {}
+            if settings.group_by_length:  # each micro-batch is padded to its own longest row: sort to waste less
+                mini_rows = mini_rows[torch.argsort(rollouts.response_mask[mini_rows].sum(dim=1), stable=True)]
             micro_batches = _micro_batches(mini_rows, settings.micro_batch_size)
             for micro_index, rows in enumerate(micro_batches):
                 part = rollouts.select(rows)
