@@ -283,6 +283,12 @@ def level_gap(final: dict[str, dict[str, Any]], prefix: str) -> tuple[str, dict[
     return f"{prefix}{levels[-1]}-{levels[0]}", {s: hardest[s] - easiest[s] for s in hardest if s in easiest}
 
 
+def seed_stat(per_seed: dict[Any, float]) -> dict[str, Any]:
+    """A summary entry: mean, 95% t half-width and n over seeds, and the per-seed values themselves."""
+    mean, half, n = mean_ci(list(per_seed.values()))
+    return {"mean": mean, "ci95": half, "n": n, "per_seed": per_seed}
+
+
 def summarize(sweep: Sweep) -> dict[str, Any]:
     """Every number the tables show, as plain JSON."""
     groups = []
@@ -294,17 +300,13 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
                                  "seeds": len(group.runs), "seeds_planned": len(group.seeds),
                                  "complete": sum(group.done.values()), "last_step": min(last_steps) if last_steps else 0,
                                  "final": {}, "average": {}, "targets": {}}
-        correct = correct_responses(group)
-        mean, half, n = mean_ci(list(correct.values()))
-        entry["correct_responses"] = {"mean": mean, "ci95": half, "n": n, "per_seed": correct}
+        entry["correct_responses"] = seed_stat(correct_responses(group))
         for key in FINAL + [k for k in breakdown if k.startswith("eval/")]:
-            for name, values in (("final", final_values(group, key)), ("average", average_values(group, key))):
-                mean, half, n = mean_ci(list(values.values()))
-                entry[name][key] = {"mean": mean, "ci95": half, "n": n, "per_seed": values}
+            entry["final"][key] = seed_stat(final_values(group, key))
+            entry["average"][key] = seed_stat(average_values(group, key))
         if (gap := level_gap(entry["final"], LENGTH_BY_DIFFICULTY)) is not None:
             key, values = gap
-            mean, half, n = mean_ci(list(values.values()))
-            entry["final"][key] = {"mean": mean, "ci95": half, "n": n, "per_seed": values}
+            entry["final"][key] = seed_stat(values)
         for key, targets in sweep.config.report.targets.items():
             for target in targets:
                 hits = steps_to_target(group, key, target)
