@@ -14,14 +14,11 @@ grid's paired differences (which also carry the seed-to-seed spread).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 from pathlib import Path
 
-
-def records(cell: Path) -> list[dict]:
-    return [json.loads(line) for line in (cell / "metrics.jsonl").read_text().splitlines() if line.strip()]
+from ead.training.logger import read_metrics
 
 
 def first_divergence(a: list[dict], b: list[dict]) -> int | None:
@@ -44,7 +41,7 @@ def main() -> None:
         twin = args.second / "cells" / cell.name
         if not ((cell / "DONE").is_file() and (twin / "DONE").is_file()):
             continue
-        a, b = records(cell), records(twin)
+        a, b = read_metrics(cell / "metrics.jsonl"), read_metrics(twin / "metrics.jsonl")
         final_a = [r["eval/mean@16"] for r in a if "eval/mean@16" in r][-1]
         final_b = [r["eval/mean@16"] for r in b if "eval/mean@16" in r][-1]
         differences.append(final_b - final_a)
