@@ -87,6 +87,32 @@ def test_config_differences_lists_dotted_keys_and_ignores_the_allow_list():
         "grading.timeout_s: 10.0 -> 3.0", "train.lr: 0.001 -> 0.002"]
 
 
+def test_resuming_a_fixed_schedule_run_does_not_borrow_the_default_ead_parameters():
+    """A saved fixed schedule has no alpha/unit: the default EAD's values are not keys the run lacks.
+
+    (A sweep cell with ``sampling.schedule={name: fixed, tau: 0.6}`` was refused on --resume with
+    ``sampling.schedule.alpha: 5.0 -> (absent)`` before this.)
+    """
+    from ead.config import config_to_dict
+    from ead.training.config import TrainConfig
+
+    defaults = config_to_dict(TrainConfig())
+    assert defaults["sampling"]["schedule"]["name"] == "ead" and "alpha" in defaults["sampling"]["schedule"]
+    def with_schedule(schedule):  # a whole saved config, as config.yaml holds it
+        return {**defaults, "sampling": {**defaults["sampling"], "schedule": schedule}}
+
+    fixed = with_schedule({"name": "fixed", "tau": 0.6})
+    assert config_differences(fixed, fixed, defaults) == []
+    assert config_differences(fixed, with_schedule({"name": "fixed", "tau": 1.0}), defaults) == [
+        "sampling.schedule.tau: 0.6 -> 1.0"]
+    # the same variant still borrows a missing key's default, and a real change is still refused
+    ead_default = defaults["sampling"]["schedule"]
+    saved_ead = with_schedule({"name": "ead", "tau_max": 1.2})
+    assert config_differences(saved_ead, with_schedule({**ead_default, "tau_max": 1.2}), defaults) == []
+    assert config_differences(saved_ead, with_schedule({**ead_default, "tau_max": 1.2, "alpha": 7.0}), defaults) == [
+        f"sampling.schedule.alpha: {ead_default['alpha']!r} -> 7.0"]
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 

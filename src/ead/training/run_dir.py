@@ -55,16 +55,32 @@ def may_change_on_resume(key: str) -> bool:
 def config_differences(saved: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
     """``"dotted.key: saved -> now"`` for every result-changing key that differs.
 
-    A key the saved config lacks (written before the key existed) counts as its value in ``defaults``.
+    A key the saved config lacks (written before the key existed) counts as its value in ``defaults``, unless
+    the saved section is another registry variant than the default's (``sampling.schedule`` named ``fixed``
+    has no ``alpha``: the default EAD's alpha is not a key the saved run lacks).
     """
     old, new = flatten(saved), flatten(now)
+    flat_defaults = flatten(defaults or {})
     missing = "(absent)"
-    for key, value in flatten(defaults or {}).items():
-        if not any(saved_key.startswith(key + ".") for saved_key in old):  # a null default saved as a mapping (model.lora)
-            old.setdefault(key, value)
+    for key, value in flat_defaults.items():
+        if any(saved_key.startswith(key + ".") for saved_key in old):  # a null default saved as a mapping (model.lora)
+            continue
+        if _other_variant(key, old, flat_defaults):
+            continue
+        old.setdefault(key, value)
     return [f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
             for key in sorted(set(old) | set(new))
             if not may_change_on_resume(key) and old.get(key, missing) != new.get(key, missing)]
+
+
+def _other_variant(key: str, saved: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    """True if a section above dotted ``key`` has a ``name`` in ``saved`` that differs from its default's."""
+    parts = key.split(".")
+    for depth in range(1, len(parts)):
+        name_key = ".".join(parts[:depth]) + ".name"
+        if name_key != key and name_key in saved and name_key in defaults and saved[name_key] != defaults[name_key]:
+            return True
+    return False
 
 
 def existing_run_files(run_dir: Path) -> list[Path]:
