@@ -23,3 +23,17 @@ def test_ead_train_config_error_is_a_message_not_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "configuration error" in err and "sampling.schedule" in err and "tau_mn" in err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_not_a_traceback():
+    """`ead sweep sweep_long --dry-run | head -0`: a closed pipe ends the command quietly (exit 141, no traceback)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "ead.cli", "sweep", "sweep_long", "--dry-run"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # long before the child has imported anything, so its first write meets a closed pipe
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr

@@ -80,10 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed its usage and message
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here when the output was still buffered
+        return status
     except KeyboardInterrupt:
         print(f"ead {args.command}: interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`ead sweep ... --dry-run | head`): nothing is wrong with the run. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again, and exit as a SIGPIPE'd tool does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except _user_errors() as exc:
         if os.environ.get("EAD_DEBUG"):
             raise
