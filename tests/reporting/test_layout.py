@@ -60,3 +60,25 @@ def test_layout_check_passes_a_good_page_and_catches_overlap_overflow_and_strips
     assert "overlap: [div.table" in problems
     assert "8 plots in one image: [strip]" in problems
     assert "the page scrolls sideways" in problems
+
+
+def test_a_unit_range_axis_starts_at_zero_and_follows_low_accuracies():
+    """Mean@16 of 0.06-0.10 fills the panel (top 1.15 x 0.10) instead of a flat line at the bottom of [0, 1]."""
+    from ead.reporting import html as page_html
+
+    plt = page_html.pyplot()
+    fig, ax = plt.subplots()
+    page_html.set_unit_limits(ax, 0.10)
+    bottom, top = ax.get_ylim()
+    assert bottom == pytest.approx(-0.02 * 0.115) and top == pytest.approx(1.02 * 0.115)  # 0 is always shown
+    page_html.set_unit_limits(ax, 0.97)  # near 1: capped at the whole range, never above it
+    assert ax.get_ylim() == pytest.approx((-0.02, 1.02))
+    page_html.set_unit_limits(ax, float("nan"))  # nothing finite drawn: the whole range
+    assert ax.get_ylim() == pytest.approx((-0.02, 1.02))
+    page_html.set_unit_limits(ax, 0.0, axis="y")  # all zeros (Worst@16 here): a visible floor of 0.05, not a zero-height axis
+    assert ax.get_ylim()[1] == pytest.approx(1.02 * 0.05)
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    page_html.set_unit_limits(ax, 0.5, axis="x")  # the final-value dot plots put the metric on x
+    assert ax.get_xlim() == pytest.approx((-0.02 * 0.575, 1.02 * 0.575))
+    plt.close(fig)

@@ -196,9 +196,9 @@ def plot_curve(summary: dict[str, Any], algorithm: str, key: str, title: str, x:
         ax.plot(xs, curve["mean"], color=colors[label], ls=_style(label), lw=1.6, label=label,
                 marker="o" if key.startswith("eval/") else None, ms=3)
         ax.fill_between(xs, curve["low"], curve["high"], color=colors[label], alpha=0.10, lw=0)
-    low, high = metric_range(key)
-    if (low, high) == (0.0, 1.0):
-        ax.set_ylim(-0.02, 1.02)
+    if metric_range(key) == (0.0, 1.0):
+        drawn = [v for g in groups for v in g["curves"][key]["mean"] + g["curves"][key]["high"] if math.isfinite(v)]
+        page_html.set_unit_limits(ax, max(drawn, default=math.nan))
     ax.set_xlabel("training step" if x == "step" else "rollouts consumed (responses sampled)")
     ax.set_ylabel(title)
     ax.set_title(f"{summary['name']}, {algorithm.upper()}: {title} vs {'training step' if x == 'step' else 'rollouts'}",
@@ -214,7 +214,7 @@ def plot_final(summary: dict[str, Any], key: str, out_png: Path, paired: bool = 
     labels = _labels(summary)
     algorithms = _algorithms(summary)
     fig, ax = plt.subplots(figsize=(page_html.FIGSIZE[0], 0.42 * len(labels) + 1.3))
-    drawn = False
+    drawn, rightmost = False, math.nan
     for a, algorithm in enumerate(algorithms):
         offset = (a - (len(algorithms) - 1) / 2) * 0.22
         for i, label in enumerate(labels):
@@ -235,7 +235,7 @@ def plot_final(summary: dict[str, Any], key: str, out_png: Path, paired: bool = 
             ax.errorbar(stat["mean"], i + offset, xerr=[[stat["mean"] - left], [right - stat["mean"]]],
                         fmt=ALGORITHM_MARKERS.get(algorithm, "o"), color=f"C{a}", capsize=3, ms=5,
                         label=algorithm.upper() if i == 0 or not drawn else None)
-            drawn = True
+            drawn, rightmost = True, max(right, rightmost) if math.isfinite(rightmost) else right
     if not drawn:
         plt.close(fig)
         return None
@@ -247,7 +247,7 @@ def plot_final(summary: dict[str, Any], key: str, out_png: Path, paired: bool = 
         ax.set_title(f"{summary['name']}: final {name} minus {baseline} (95% t-interval over seeds)", fontsize=11)
     else:
         if RANGES.get(key) == (0.0, 1.0):
-            ax.set_xlim(-0.02, 1.02)
+            page_html.set_unit_limits(ax, rightmost, axis="x")
         ax.set_xlabel(f"final held-out {name}")
         ax.set_title(f"{summary['name']}: final {name} per sampler (95% t-interval over seeds)", fontsize=11)
     ax.set_yticks(range(len(labels)), labels)
