@@ -244,12 +244,12 @@ def plot_final(summary: dict[str, Any], key: str, out_png: Path, paired: bool = 
         ax.axvline(0.0, color="k", lw=0.8)
         baseline = summary.get("baseline") or summary["paired"][0]["baseline"].split("__")[0]
         ax.set_xlabel(f"final {name} minus {baseline}, paired by seed")
-        ax.set_title(f"{summary['name']}: final {name} minus {baseline} (95% t-interval over seeds)", fontsize=11)
+        ax.set_title(f"{summary['name']}: final {name} minus {baseline} (95% t over seeds)", fontsize=11)
     else:
         if RANGES.get(key) == (0.0, 1.0):
             page_html.set_unit_limits(ax, rightmost, axis="x")
         ax.set_xlabel(f"final held-out {name}")
-        ax.set_title(f"{summary['name']}: final {name} per sampler (95% t-interval over seeds)", fontsize=11)
+        ax.set_title(f"{summary['name']}: final {name} per sampler (95% t over seeds)", fontsize=11)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.grid(alpha=0.3, axis="x")
