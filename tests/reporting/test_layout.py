@@ -75,10 +75,11 @@ def test_a_unit_range_axis_starts_at_zero_and_follows_low_accuracies():
     assert ax.get_ylim() == pytest.approx((-0.02, 1.02))
     page_html.set_unit_limits(ax, float("nan"))  # nothing finite drawn: the whole range
     assert ax.get_ylim() == pytest.approx((-0.02, 1.02))
-    page_html.set_unit_limits(ax, 0.0, axis="y")  # all zeros (Worst@16 here): a visible floor of 0.05, not a zero-height axis
+    page_html.set_unit_limits(ax, 0.0, axis="y")  # all zeros (Worst@16 here): a floor of 0.05, not a flat axis
     assert ax.get_ylim()[1] == pytest.approx(1.02 * 0.05)
     plt.close(fig)
     fig, ax = plt.subplots()
     page_html.set_unit_limits(ax, 0.5, axis="x")  # the final-value dot plots put the metric on x
     assert ax.get_xlim() == pytest.approx((-0.02 * 0.575, 1.02 * 0.575))
+    plt.close(fig)
     plt.close(fig)

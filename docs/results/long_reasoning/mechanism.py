@@ -1,8 +1,10 @@
 """Why the samplers of sweep_long end where they do: the training statistics behind the finding.
 
     python docs/results/long_reasoning/mechanism.py docs/results/long_reasoning/sweep \\
-        docs/results/long_reasoning/floor_ablation --pair ead-tis-floor-0.6 ead-tis \\
+        docs/results/long_reasoning/floor_ablation --pair ead-tis-floor-0.6 ead-tis ... \\
         > docs/results/long_reasoning/mechanism.txt
+
+(the exact command that wrote mechanism.txt, with all its ``--pair`` options: docs/long_reasoning.md, "Finding").
 
 The sweep report (``ead report``) gives the paired outcome tables and the curves; this script reads the
 same ``metrics.jsonl`` files and tables, per sampler and algorithm (mean over the finished seeds, with the
@@ -34,6 +36,11 @@ def window_mean(rows: list[dict], key: str, first: int, last: int) -> float:
     """Mean of ``key`` over training steps first..last (inclusive); rows without it are skipped."""
     values = [r[key] for r in rows if first <= r.get("step", -1) <= last and key in r]
     return statistics.fmean(values) if values else float("nan")
+
+
+def final_eval(rows: list[dict], key: str) -> float:
+    """The eval metric at the run's last eval (step 60 in sweep_long)."""
+    return [r[key] for r in rows if key in r][-1]
 
 
 def eval_at(rows: list[dict], key: str, step: int) -> float:
@@ -72,8 +79,8 @@ def paired_final(cells: dict[tuple[str, str, str], list[dict]], first: str, seco
     print("| --- | --- | --- | --- | --- |")
     for algorithm in sorted({a for _s, a, _seed in cells}):
         seeds = sorted(seed for s, a, seed in cells if s == first and a == algorithm and (second, a, seed) in cells)
-        differences = [eval_at(cells[(first, algorithm, seed)], "eval/mean@16", 60)
-                       - eval_at(cells[(second, algorithm, seed)], "eval/mean@16", 60) for seed in seeds]
+        differences = [final_eval(cells[(first, algorithm, seed)], "eval/mean@16")
+                       - final_eval(cells[(second, algorithm, seed)], "eval/mean@16") for seed in seeds]
         mean, half, n = mean_ci(differences)
         per_seed = " / ".join(f"{d:+.3f}" for d in differences)
         print(f"| {algorithm} | {n} | {mean:+.3f} +/- {half:.3f} | {minimum_detectable_effect(differences):.3f} | {per_seed} |")
@@ -107,6 +114,7 @@ def main() -> None:
         print(f"| {algorithm} | {sampler} | {len(group)} | " + " | ".join(row) + " |")
     for first, second in args.pair:
         paired_final(cells, first, second)
+
 
 if __name__ == "__main__":
     main()
