@@ -98,6 +98,7 @@ def test_resuming_a_fixed_schedule_run_does_not_borrow_the_default_ead_parameter
 
     defaults = config_to_dict(TrainConfig())
     assert defaults["sampling"]["schedule"]["name"] == "ead" and "alpha" in defaults["sampling"]["schedule"]
+
     def with_schedule(schedule):  # a whole saved config, as config.yaml holds it
         return {**defaults, "sampling": {**defaults["sampling"], "schedule": schedule}}
 
