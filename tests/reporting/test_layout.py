@@ -68,18 +68,17 @@ def test_a_unit_range_axis_starts_at_zero_and_follows_low_accuracies():
 
     plt = page_html.pyplot()
     fig, ax = plt.subplots()
-    page_html.set_unit_limits(ax, 0.10)
+    page_html.set_unit_limits(ax, [0.06, 0.08, 0.10])
     bottom, top = ax.get_ylim()
     assert bottom == pytest.approx(-0.02 * 0.115) and top == pytest.approx(1.02 * 0.115)  # 0 is always shown
-    page_html.set_unit_limits(ax, 0.97)  # near 1: capped at the whole range, never above it
+    page_html.set_unit_limits(ax, [0.5, 0.97])  # near 1: capped at the whole range, never above it
     assert ax.get_ylim() == pytest.approx((-0.02, 1.02))
-    page_html.set_unit_limits(ax, float("nan"))  # nothing finite drawn: the whole range
+    page_html.set_unit_limits(ax, [float("nan")])  # nothing finite drawn (a band of one seed): the whole range
     assert ax.get_ylim() == pytest.approx((-0.02, 1.02))
-    page_html.set_unit_limits(ax, 0.0, axis="y")  # all zeros (Worst@16 here): a floor of 0.05, not a flat axis
+    page_html.set_unit_limits(ax, [0.0, 0.0], axis="y")  # all zeros (Worst@16 here): a floor of 0.05, not a flat axis
     assert ax.get_ylim()[1] == pytest.approx(1.02 * 0.05)
     plt.close(fig)
     fig, ax = plt.subplots()
-    page_html.set_unit_limits(ax, 0.5, axis="x")  # the final-value dot plots put the metric on x
+    page_html.set_unit_limits(ax, [0.2, float("nan"), 0.5], axis="x")  # the final-value dot plots put the metric on x
     assert ax.get_xlim() == pytest.approx((-0.02 * 0.575, 1.02 * 0.575))
-    plt.close(fig)
     plt.close(fig)

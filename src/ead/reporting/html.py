@@ -13,7 +13,7 @@ import html
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;padding:1em 2em;max-width:1800px;
@@ -78,13 +78,14 @@ def pyplot():
     return plt
 
 
-def set_unit_limits(ax: Any, highest: float, axis: str = "y") -> None:
-    """The ``axis`` ("y" or "x") of a metric that lives in [0, 1] (a rate, Mean@k): from 0, up to just above ``highest``.
+def set_unit_limits(ax: Any, drawn: Iterable[float], axis: str = "y") -> None:
+    """The ``axis`` ("y" or "x") of a metric that lives in [0, 1] (a rate, Mean@k): from 0, up to just above the data.
 
-    Always from 0, so a gap between two curves is never magnified by a cut axis; the top follows the data
-    (15% headroom, at most 1) so that accuracies of 0.06-0.10 are not a flat line at the bottom of [0, 1].
-    ``highest`` is the largest value drawn (band tops included); a non-finite one gives the whole [0, 1].
+    Always from 0, so a gap between two curves is never magnified by a cut axis; the top follows the largest
+    finite value in ``drawn`` (every value plotted, band tops included; 15% headroom, at most 1) so that
+    accuracies of 0.06-0.10 are not a flat line at the bottom of [0, 1]. Nothing finite drawn: the whole [0, 1].
     """
+    highest = max((v for v in drawn if math.isfinite(v)), default=math.nan)
     top = min(1.0, max(0.05, 1.15 * highest)) if math.isfinite(highest) else 1.0
     (ax.set_ylim if axis == "y" else ax.set_xlim)(-0.02 * top, top + 0.02 * top)
 

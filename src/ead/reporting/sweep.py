@@ -197,8 +197,7 @@ def plot_curve(summary: dict[str, Any], algorithm: str, key: str, title: str, x:
                 marker="o" if key.startswith("eval/") else None, ms=3)
         ax.fill_between(xs, curve["low"], curve["high"], color=colors[label], alpha=0.10, lw=0)
     if metric_range(key) == (0.0, 1.0):
-        drawn = [v for g in groups for v in g["curves"][key]["mean"] + g["curves"][key]["high"] if math.isfinite(v)]
-        page_html.set_unit_limits(ax, max(drawn, default=math.nan))
+        page_html.set_unit_limits(ax, [v for g in groups for v in g["curves"][key]["mean"] + g["curves"][key]["high"]])
     ax.set_xlabel("training step" if x == "step" else "rollouts consumed (responses sampled)")
     ax.set_ylabel(title)
     ax.set_title(f"{summary['name']}, {algorithm.upper()}: {title} vs {'training step' if x == 'step' else 'rollouts'}",
@@ -214,7 +213,7 @@ def plot_final(summary: dict[str, Any], key: str, out_png: Path, paired: bool = 
     labels = _labels(summary)
     algorithms = _algorithms(summary)
     fig, ax = plt.subplots(figsize=(page_html.FIGSIZE[0], 0.42 * len(labels) + 1.3))
-    drawn, rightmost = False, math.nan
+    drawn, right_ends = False, []
     for a, algorithm in enumerate(algorithms):
         offset = (a - (len(algorithms) - 1) / 2) * 0.22
         for i, label in enumerate(labels):
@@ -235,7 +234,8 @@ def plot_final(summary: dict[str, Any], key: str, out_png: Path, paired: bool = 
             ax.errorbar(stat["mean"], i + offset, xerr=[[stat["mean"] - left], [right - stat["mean"]]],
                         fmt=ALGORITHM_MARKERS.get(algorithm, "o"), color=f"C{a}", capsize=3, ms=5,
                         label=algorithm.upper() if i == 0 or not drawn else None)
-            drawn, rightmost = True, max(right, rightmost) if math.isfinite(rightmost) else right
+            drawn = True
+            right_ends.append(right)
     if not drawn:
         plt.close(fig)
         return None
@@ -247,7 +247,7 @@ def plot_final(summary: dict[str, Any], key: str, out_png: Path, paired: bool = 
         ax.set_title(f"{summary['name']}: final {name} minus {baseline} (95% t over seeds)", fontsize=11)
     else:
         if RANGES.get(key) == (0.0, 1.0):
-            page_html.set_unit_limits(ax, rightmost, axis="x")
+            page_html.set_unit_limits(ax, right_ends, axis="x")
         ax.set_xlabel(f"final held-out {name}")
         ax.set_title(f"{summary['name']}: final {name} per sampler (95% t over seeds)", fontsize=11)
     ax.set_yticks(range(len(labels)), labels)

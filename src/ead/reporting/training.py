@@ -67,18 +67,13 @@ def _points(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[fl
     return [s for s, _ in rows], [float(v) for _, v in rows]
 
 
-def _highest(values: list[float]) -> float:
-    """The largest finite value drawn (nan if none): the top of a [0, 1] metric's axis follows it."""
-    return max((v for v in values if math.isfinite(v)), default=math.nan)
-
-
 def _plot_metric(records: list[dict[str, Any]], key: str, title: str, out_png: Path) -> Path:
     plt = page_html.pyplot()
     fig, ax = plt.subplots(figsize=page_html.FIGSIZE)
     steps, values = _points(records, key)
     ax.plot(steps, values, marker="o" if key.startswith("eval/") else None, ms=4, lw=1.6)
     if key.startswith(UNIT_RANGE):
-        page_html.set_unit_limits(ax, _highest(values))
+        page_html.set_unit_limits(ax, values)
     if key == TEMPERATURE_KEY:
         ax.axhline(1.0, color="grey", ls="--", lw=0.9, label="tau = 1 (the policy being trained)")
         ax.legend(fontsize=9)
@@ -102,7 +97,7 @@ def _plot_family(records: list[dict[str, Any]], prefix: str, out_png: Path) -> P
         ax.plot(steps, values, marker="o" if key.startswith("eval/") else None, ms=4, lw=1.6,
                 label=breakdown_label(key))
     if "correct_frac" in prefix:
-        page_html.set_unit_limits(ax, _highest(drawn))
+        page_html.set_unit_limits(ax, drawn)
     if prefix.startswith("behaviour/"):
         ax.axhline(1.0, color="grey", ls="--", lw=0.9)
     ax.set_xlabel("training step")
@@ -158,7 +153,7 @@ def plot_training_curves(records: list[dict[str, Any]], out_png: Path) -> Path:
         steps, values = _points(records, key)
         ax.plot(steps, values, marker="o" if key.startswith("eval/") else None, ms=3)
         if key.startswith(UNIT_RANGE):
-            page_html.set_unit_limits(ax, _highest(values))
+            page_html.set_unit_limits(ax, values)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
